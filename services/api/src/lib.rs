@@ -1,0 +1,107 @@
+//! The chat-system REST API. Route table → handler → one `ChatService` function; every error
+//! becomes problem JSON in `error.rs`.
+
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chat_core::config::MAX_REQUEST_BYTES;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, Problem};
+pub use state::{AppState, Lifecycle};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "chat-system",
+        description = "Chat applications, numbered chats and numbered messages. Errors are RFC 9457 problem JSON.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "applications"), (name = "chats"), (name = "messages"), (name = "health")
+    )
+)]
+struct ApiDoc;
+
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::applications::router())
+        .merge(routes::chats::router())
+        .merge(routes::messages::router())
+        .merge(routes::health::router())
+}
+
+/// The OpenAPI 3.1 document of every public endpoint, built from the same route table the
+/// server runs, so a route cannot be served undocumented.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented().split_for_parts().1
+}
+
+/// The public API (port `CHAT_LISTEN`).
+pub fn public_router(state: AppState) -> Router {
+    let (router, doc) = documented().split_for_parts();
+    let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serialises"));
+    let request_id = HeaderName::from_static("x-request-id");
+    router
+        .route(
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
+        )
+        .fallback(|| async { ApiError::RouteNotFound.into_response() })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        // Past the limit the body extractor answers 413 without buffering the rest.
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The admin port (`CHAT_ADMIN_LISTEN`): liveness, readiness and Prometheus metrics.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/up", get(routes::health::up))
+        .route("/readyz", get(routes::health::readyz))
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(state): axum::extract::State<AppState>| async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        state.metrics.render(),
+                    )
+                },
+            ),
+        )
+        .fallback(|| async { ApiError::RouteNotFound.into_response() })
+        .with_state(state)
+}

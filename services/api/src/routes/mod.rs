@@ -1,0 +1,4 @@
+pub mod applications;
+pub mod chats;
+pub mod health;
+pub mod messages;

@@ -1,0 +1,41 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chat_core::service::ChatService;
+
+use crate::metrics::Metrics;
+
+/// The one state every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: ChatService,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(service: ChatService) -> Self {
+        AppState {
+            service,
+            lifecycle: Arc::new(Lifecycle::default()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+}
+
+/// Process-wide state readiness depends on besides the dependencies.
+#[derive(Default)]
+pub struct Lifecycle {
+    shutting_down: AtomicBool,
+}
+
+impl Lifecycle {
+    /// From now on readiness answers 503, so load balancers drain this instance first.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

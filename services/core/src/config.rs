@@ -1,0 +1,256 @@
+//! The whole configuration surface: one typed struct, flags with env fallbacks
+//! (`../shared/contract.md`). Parsed by the `chat-system` binary, printed redacted at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// Largest accepted request body; a message body limit above it could never be reached.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Database: `mysql://user:pass@host:3306/db` or `sqlite://path/to/file.db`
+    /// [default: sqlite://<CHAT_DATA_DIR>/chat.db, i.e. sqlite://./data/chat.db]
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Redis for numbering shared by replicas; unset = in-process (one process only).
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key this deployment writes, so several deployments (or tests)
+    /// can share one Redis.
+    #[arg(long, env = "CHAT_REDIS_PREFIX", default_value = "", global = true)]
+    pub redis_prefix: String,
+
+    /// Timeout of one Redis call: past it the request answers 503 instead of hanging.
+    #[arg(long, env = "CHAT_REDIS_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub redis_timeout_ms: u64,
+
+    /// Elasticsearch for search; unset = embedded index under CHAT_DATA_DIR.
+    #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
+    pub elasticsearch_url: Option<String>,
+
+    /// Embedded data (SQLite file, embedded search index).
+    #[arg(long, env = "CHAT_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Public API address (api and serve).
+    #[arg(
+        long,
+        env = "CHAT_LISTEN",
+        default_value = "0.0.0.0:3000",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// Admin address of every role: /up, /readyz, /metrics.
+    #[arg(
+        long,
+        env = "CHAT_ADMIN_LISTEN",
+        default_value = "0.0.0.0:9000",
+        global = true
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Database connections per process.
+    #[arg(long, env = "CHAT_DB_POOL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub db_pool: u32,
+
+    /// Largest message body, in UTF-8 bytes (at most 1 MiB, the request limit).
+    #[arg(long, env = "CHAT_MAX_BODY_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=MAX_REQUEST_BYTES as u64), global = true)]
+    pub max_body_bytes: u64,
+
+    /// Indexer: most documents per bulk request.
+    #[arg(long, env = "CHAT_INDEXER_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub indexer_batch: u32,
+
+    /// Indexer: longest wait before a partial batch is written, in milliseconds.
+    #[arg(long, env = "CHAT_INDEXER_FLUSH_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub indexer_flush_ms: u64,
+
+    /// Counter: flush interval, in milliseconds.
+    #[arg(long, env = "CHAT_COUNTER_FLUSH_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000), global = true)]
+    pub counter_flush_ms: u64,
+
+    /// Queue: idle time after which a dead consumer's entries are taken over, in milliseconds.
+    #[arg(long, env = "CHAT_QUEUE_CLAIM_IDLE_MS", default_value_t = 30000, value_parser = clap::value_parser!(u64).range(100..=86_400_000), global = true)]
+    pub queue_claim_idle_ms: u64,
+
+    /// Queue: attempts before an entry goes to the dead-letter stream.
+    #[arg(long, env = "CHAT_QUEUE_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
+    pub queue_max_attempts: u32,
+
+    /// Drain time on SIGTERM/SIGINT, in seconds.
+    #[arg(long, env = "CHAT_SHUTDOWN_GRACE_S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
+    pub shutdown_grace_s: u64,
+
+    /// Log format: `text` (human-readable) or `json`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the data lives, decided from `DATABASE_URL`'s scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    MySql(String),
+    Sqlite(String),
+}
+
+impl Settings {
+    pub fn database(&self) -> Result<Database> {
+        let Some(url) = self.database_url.as_deref().map(str::trim) else {
+            let file = self.data_dir.join("chat.db");
+            return Ok(Database::Sqlite(format!("sqlite://{}", file.display())));
+        };
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Ok(Database::MySql(url.replacen("mariadb://", "mysql://", 1)))
+        } else if url.starts_with("sqlite:") {
+            Ok(Database::Sqlite(url.to_owned()))
+        } else {
+            Err(Error::Config(format!(
+                "DATABASE_URL: expected mysql://… or sqlite://…, got {}",
+                redact_url(url)
+            )))
+        }
+    }
+
+    /// Checks what clap cannot: URL shapes. Called before anything connects.
+    pub fn validate(&self) -> Result<()> {
+        self.database()?;
+        if let Some(url) = &self.redis_url {
+            let parsed =
+                url::Url::parse(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
+            if !matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") {
+                return Err(Error::Config(format!(
+                    "REDIS_URL: expected redis://…, got scheme {:?}",
+                    parsed.scheme()
+                )));
+            }
+        }
+        if let Some(url) = &self.elasticsearch_url {
+            let parsed = url::Url::parse(url)
+                .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::Config(format!(
+                    "ELASTICSEARCH_URL: expected http(s)://…, got scheme {:?}",
+                    parsed.scheme()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective configuration, one `name=value` per setting, passwords redacted.
+    pub fn redacted(&self) -> Vec<(&'static str, String)> {
+        let opt = |v: &Option<String>| {
+            v.as_deref()
+                .map(redact_url)
+                .unwrap_or_else(|| "(unset)".into())
+        };
+        vec![
+            (
+                "DATABASE_URL",
+                match self.database() {
+                    Ok(Database::MySql(url) | Database::Sqlite(url)) => redact_url(&url),
+                    Err(_) => opt(&self.database_url),
+                },
+            ),
+            ("REDIS_URL", opt(&self.redis_url)),
+            ("CHAT_REDIS_PREFIX", self.redis_prefix.clone()),
+            ("CHAT_REDIS_TIMEOUT_MS", self.redis_timeout_ms.to_string()),
+            ("ELASTICSEARCH_URL", opt(&self.elasticsearch_url)),
+            ("CHAT_DATA_DIR", self.data_dir.display().to_string()),
+            ("CHAT_LISTEN", self.listen.to_string()),
+            ("CHAT_ADMIN_LISTEN", self.admin_listen.to_string()),
+            ("CHAT_DB_POOL", self.db_pool.to_string()),
+            ("CHAT_MAX_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("CHAT_INDEXER_BATCH", self.indexer_batch.to_string()),
+            ("CHAT_INDEXER_FLUSH_MS", self.indexer_flush_ms.to_string()),
+            ("CHAT_COUNTER_FLUSH_MS", self.counter_flush_ms.to_string()),
+            (
+                "CHAT_QUEUE_CLAIM_IDLE_MS",
+                self.queue_claim_idle_ms.to_string(),
+            ),
+            (
+                "CHAT_QUEUE_MAX_ATTEMPTS",
+                self.queue_max_attempts.to_string(),
+            ),
+            ("CHAT_SHUTDOWN_GRACE_S", self.shutdown_grace_s.to_string()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
+        ]
+    }
+}
+
+/// Hides the password (and a token-like username) of a URL; leaves unparsable text untouched
+/// only when it has no `@`, so a malformed URL cannot leak a secret either.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("REDACTED"));
+            }
+            parsed.to_string()
+        }
+        Err(_) if url.contains('@') => "(unparsable URL, redacted)".into(),
+        Err(_) => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Cli::try_parse_from(["x"]).unwrap().settings;
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Sqlite("sqlite://./data/chat.db".into())
+        );
+        assert_eq!(s.listen.to_string(), "0.0.0.0:3000");
+        assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.db_pool, 16);
+        assert_eq!(s.max_body_bytes, 65536);
+        assert_eq!((s.indexer_batch, s.indexer_flush_ms), (500, 200));
+        assert_eq!(s.counter_flush_ms, 1000);
+        assert_eq!((s.queue_claim_idle_ms, s.queue_max_attempts), (30000, 10));
+        assert_eq!(s.shutdown_grace_s, 20);
+        assert!(s.redis_url.is_none() && s.elasticsearch_url.is_none());
+    }
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        let shown = redact_url("mysql://root:hunter2@db:3306/chat");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db:3306/chat"));
+    }
+
+    #[test]
+    fn unknown_database_schemes_are_rejected_by_name() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.database_url = Some("postgres://x".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("DATABASE_URL"), "{err}");
+    }
+}

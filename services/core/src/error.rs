@@ -1,0 +1,106 @@
+use thiserror::Error;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the core can fail with. The api crate maps each variant to one HTTP status.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// The addressed application, chat or message does not exist.
+    #[error("{0} not found")]
+    NotFound(Entity),
+
+    /// A body field broke a domain rule.
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+
+    /// The number (or token) the adapter was asked to insert is already used. Internal: the
+    /// service re-seeds its numbering and retries, so callers only see it as [`Error::Contention`].
+    #[error("unique key already taken")]
+    Taken,
+
+    /// Numbering kept colliding after re-seeding; the client may retry.
+    #[error("could not allocate a number after {attempts} attempts")]
+    Contention { attempts: u32 },
+
+    /// The database cannot be reached or refused to serve (connection, pool, timeouts).
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
+
+    /// Redis cannot be reached or timed out.
+    #[error("redis unavailable: {0}")]
+    RedisUnavailable(String),
+
+    /// A database error that is not the client's fault and not an outage: a bug or a schema drift.
+    #[error("database error: {0}")]
+    Database(String),
+
+    /// Migrations could not be applied or the schema does not match this release.
+    #[error("migration: {0}")]
+    Migration(String),
+
+    /// A setting was rejected after parsing (its name is part of the message).
+    #[error("{0}")]
+    Config(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    Application,
+    Chat,
+    Message,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::Application => "chat application",
+            Entity::Chat => "chat",
+            Entity::Message => "message",
+        })
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &err {
+            E::Database(db) if db.is_unique_violation() => Error::Taken,
+            E::Database(db) if is_transient(db.as_ref()) => {
+                Error::DatabaseUnavailable(err.to_string())
+            }
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => Error::DatabaseUnavailable(err.to_string()),
+            _ => Error::Database(err.to_string()),
+        }
+    }
+}
+
+/// Server-side conditions that mean "try again later", not "bug": MySQL too many connections
+/// (1040), server shutdown (1053), lock wait timeout (1205), deadlock (1213), read-only (1290,
+/// 1836); SQLite busy / locked (primary codes 5, 6, with any extended code).
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return matches!(mysql.number(), 1040 | 1053 | 1205 | 1213 | 1290 | 1836);
+    }
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Migration(err.to_string())
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(err: redis::RedisError) -> Self {
+        Error::RedisUnavailable(err.to_string())
+    }
+}

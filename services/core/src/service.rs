@@ -1,0 +1,195 @@
+//! One function per use case. Handlers call exactly one of these; these call the ports.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::domain::{
+    self, Application, Chat, Message, Page, PageRequest, Sequence, is_well_formed_token,
+};
+use crate::error::{Entity, Error, Result};
+use crate::numbers::Numbers;
+use crate::store::Store;
+
+/// How many numbers one create may try before answering 503. Collisions only follow a lost
+/// counter (each one raises the counter past every committed number), so a handful suffices
+/// even with hundreds of creates in flight.
+pub const MAX_NUMBER_ATTEMPTS: u32 = 16;
+
+#[derive(Clone)]
+pub struct ChatService {
+    store: Arc<dyn Store>,
+    numbers: Arc<dyn Numbers>,
+    max_body_bytes: usize,
+}
+
+/// What readiness reports about each dependency.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub database: Result<(), String>,
+    pub numbering: Result<(), String>,
+    pub numbering_backend: &'static str,
+}
+
+impl ChatService {
+    pub fn new(store: Arc<dyn Store>, numbers: Arc<dyn Numbers>, max_body_bytes: usize) -> Self {
+        ChatService {
+            store,
+            numbers,
+            max_body_bytes,
+        }
+    }
+
+    pub async fn create_application(&self, name: &str) -> Result<Application> {
+        domain::validate_name(name)?;
+        // A token collision is a 1-in-2^64 event at a billion applications; retrying once is
+        // cheaper than ever answering an error for it.
+        for _ in 0..3 {
+            let token = domain::new_token()?;
+            match self
+                .store
+                .insert_application(&token, name, domain::now())
+                .await
+            {
+                Err(Error::Taken) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Contention { attempts: 3 })
+    }
+
+    pub async fn application(&self, token: &str) -> Result<Application> {
+        if !is_well_formed_token(token) {
+            return Err(Error::NotFound(Entity::Application));
+        }
+        self.store
+            .application_by_token(token)
+            .await?
+            .ok_or(Error::NotFound(Entity::Application))
+    }
+
+    pub async fn rename_application(&self, token: &str, name: &str) -> Result<Application> {
+        let app = self.application(token).await?;
+        domain::validate_name(name)?;
+        self.store
+            .rename_application(app.id, name, domain::now())
+            .await?
+            .ok_or(Error::NotFound(Entity::Application))
+    }
+
+    pub async fn create_chat(&self, token: &str) -> Result<Chat> {
+        let app = self.application(token).await?;
+        let sequence = Sequence::Chats {
+            application_id: app.id,
+        };
+        self.with_next_number(sequence, |number| {
+            self.store.insert_chat(app.id, number, domain::now())
+        })
+        .await
+    }
+
+    pub async fn chat(&self, token: &str, number: i64) -> Result<Chat> {
+        if !is_well_formed_token(token) {
+            return Err(Error::NotFound(Entity::Application));
+        }
+        if let Some(chat) = self.store.chat_by_token(token, number).await? {
+            return Ok(chat);
+        }
+        // Tell "no such application" from "no such chat": clients fix different things.
+        self.application(token).await?;
+        Err(Error::NotFound(Entity::Chat))
+    }
+
+    pub async fn chats(&self, token: &str, page: PageRequest) -> Result<Page<Chat>> {
+        let app = self.application(token).await?;
+        self.store.chats(app.id, page).await
+    }
+
+    pub async fn create_message(&self, token: &str, chat: i64, body: &str) -> Result<Message> {
+        let chat = self.chat(token, chat).await?;
+        domain::validate_body(body, self.max_body_bytes)?;
+        let sequence = Sequence::Messages { chat_id: chat.id };
+        self.with_next_number(sequence, |number| {
+            self.store
+                .insert_message(chat.id, number, body, domain::now())
+        })
+        .await
+    }
+
+    pub async fn message(&self, token: &str, chat: i64, number: i64) -> Result<Message> {
+        let chat = self.chat(token, chat).await?;
+        self.store
+            .message(chat.id, number)
+            .await?
+            .ok_or(Error::NotFound(Entity::Message))
+    }
+
+    pub async fn messages(
+        &self,
+        token: &str,
+        chat: i64,
+        page: PageRequest,
+    ) -> Result<Page<Message>> {
+        let chat = self.chat(token, chat).await?;
+        self.store.messages(chat.id, page).await
+    }
+
+    pub async fn update_message(
+        &self,
+        token: &str,
+        chat: i64,
+        number: i64,
+        body: &str,
+    ) -> Result<Message> {
+        let chat = self.chat(token, chat).await?;
+        domain::validate_body(body, self.max_body_bytes)?;
+        self.store
+            .update_message(chat.id, number, body, domain::now())
+            .await?
+            .ok_or(Error::NotFound(Entity::Message))
+    }
+
+    pub async fn health(&self) -> Health {
+        let (database, numbering) = tokio::join!(self.store.ping(), self.numbers.ping());
+        Health {
+            database: database.map_err(|e| e.to_string()),
+            numbering: numbering.map_err(|e| e.to_string()),
+            numbering_backend: self.numbers.backend(),
+        }
+    }
+
+    /// Allocates a number and inserts with it. The unique index is the last defence: on a
+    /// collision (only possible after a counter was lost and re-seeded while creates were in
+    /// flight) the counter is raised past the highest committed number and the insert retried.
+    async fn with_next_number<T, F, Fut>(&self, sequence: Sequence, insert: F) -> Result<T>
+    where
+        F: Fn(i64) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut number = match self.numbers.next(sequence).await? {
+            Some(number) => number,
+            None => self.reseed(sequence).await?,
+        };
+        for attempt in 1..=MAX_NUMBER_ATTEMPTS {
+            match insert(number).await {
+                Err(Error::Taken) => {
+                    tracing::warn!(
+                        ?sequence,
+                        number,
+                        attempt,
+                        "number already taken; re-seeding"
+                    );
+                    number = self.reseed(sequence).await?;
+                }
+                other => return other,
+            }
+        }
+        Err(Error::Contention {
+            attempts: MAX_NUMBER_ATTEMPTS,
+        })
+    }
+
+    async fn reseed(&self, sequence: Sequence) -> Result<i64> {
+        let floor = self.store.max_number(sequence).await?;
+        self.numbers.next_above(sequence, floor).await
+    }
+}

@@ -1,0 +1,49 @@
+//! MySQL / MariaDB adapter: the production store.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+
+use super::common::impl_sql_store;
+use crate::error::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/mysql");
+
+#[derive(Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+impl MySqlStore {
+    /// Builds the pool without connecting, so a process starts (and answers 503) while the
+    /// database is still down, and recovers by itself when it comes up.
+    pub fn connect_lazy(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|err| Error::Config(format!("DATABASE_URL: {err}")))?
+            .charset("utf8mb4");
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(acquire_timeout)
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(MySqlStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Fails unless every migration this release ships has been applied.
+    pub async fn check_schema(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        super::check_applied(&MIGRATOR, &mut *conn).await
+    }
+
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+}
+
+impl_sql_store!(MySqlStore, sqlx::MySql, |done| done.last_insert_id() as i64);

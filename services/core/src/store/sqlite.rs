@@ -1,0 +1,53 @@
+//! SQLite adapter: the embedded default, one file under `CHAT_DATA_DIR`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::common::impl_sql_store;
+use crate::error::{Error, Result};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file. WAL with `synchronous=FULL`: a 201 means
+    /// the row survives a power cut.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|err| Error::Config(format!("DATABASE_URL: {err}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(pool_size)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn check_schema(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        super::check_applied(&MIGRATOR, &mut *conn).await
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+impl_sql_store!(SqliteStore, sqlx::Sqlite, |done| done.last_insert_rowid());

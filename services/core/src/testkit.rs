@@ -1,0 +1,112 @@
+//! Test helpers shared by this workspace's suites: each test gets its own MySQL database and
+//! its own Redis key prefix on the real servers, so tests run in parallel without touching
+//! each other. Server addresses come from `CHAT_TEST_MYSQL_URL` / `CHAT_TEST_REDIS_URL`
+//! (`make test` sets them), defaulting to the local services.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+use sqlx::mysql::MySqlConnection;
+
+pub fn mysql_server_url() -> String {
+    std::env::var("CHAT_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("CHAT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A name no other test (or concurrent test binary) uses: process id, a counter, randomness.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let mut random = [0u8; 4];
+    getrandom::fill(&mut random).expect("OS random source");
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        hex::encode(random)
+    )
+}
+
+/// A fresh, empty MySQL database, dropped when the value is dropped.
+pub struct TestDatabase {
+    pub url: String,
+    name: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let server = mysql_server_url();
+        let name = unique_name("chat_test");
+        let mut conn = MySqlConnection::connect(&server)
+            .await
+            .unwrap_or_else(|err| {
+                panic!("MySQL at {server} is needed by this test (run `make test`): {err}")
+            });
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+        TestDatabase {
+            url: format!("{}/{name}", server.trim_end_matches('/')),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let server = mysql_server_url();
+        let name = std::mem::take(&mut self.name);
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime
+                .block_on(async {
+                    let mut conn = MySqlConnection::connect(&server).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS `{name}`"
+                    )))
+                    .execute(&mut conn)
+                    .await?;
+                    Ok::<_, sqlx::Error>(())
+                })
+                .map_err(std::io::Error::other)
+        })
+        .join();
+    }
+}
+
+/// A Redis key prefix of its own for one test.
+pub fn redis_prefix() -> String {
+    format!("{}:", unique_name("chat_test"))
+}
+
+/// Deletes every key under `prefix`: what a Redis restart does to this test's data, without
+/// touching anyone else's.
+pub async fn wipe_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = {
+        let mut iter: redis::AsyncIter<String> =
+            redis::AsyncCommands::scan_match(&mut conn, format!("{prefix}*")).await?;
+        let mut keys = Vec::new();
+        while let Some(key) = futures_next(&mut iter).await {
+            keys.push(key);
+        }
+        keys
+    };
+    if !keys.is_empty() {
+        let _: () = redis::AsyncCommands::del(&mut conn, &keys).await?;
+    }
+    Ok(keys.len())
+}
+
+async fn futures_next(iter: &mut redis::AsyncIter<'_, String>) -> Option<String> {
+    iter.next_item().await.transpose().ok().flatten()
+}

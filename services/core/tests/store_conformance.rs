@@ -1,0 +1,308 @@
+//! One conformance suite for every storage adapter: SQLite and MySQL (real servers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_core::domain::{Cursor, PageRequest, Sequence, now};
+use chat_core::store::{MySqlStore, SqliteStore, Store};
+use chat_core::{Error, testkit};
+
+/// Keeps the backing database alive for the test's duration.
+struct Fixture {
+    store: Arc<dyn Store>,
+    _mysql: Option<testkit::TestDatabase>,
+    _dir: Option<TempDir>,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn sqlite() -> Fixture {
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_store"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/chat.db", dir.display());
+    let store = SqliteStore::open(&url, 4).await.unwrap();
+    store.migrate().await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _mysql: None,
+        _dir: Some(TempDir(dir)),
+    }
+}
+
+async fn mysql() -> Fixture {
+    let db = testkit::TestDatabase::create().await;
+    let store = MySqlStore::connect_lazy(&db.url, 4, Duration::from_secs(5)).unwrap();
+    store.migrate().await.unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _mysql: Some(db),
+        _dir: None,
+    }
+}
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+async fn applications_round_trip(f: Fixture) {
+    let s = &f.store;
+    let created = s.insert_application(TOKEN, "Support", now()).await.unwrap();
+    let found = s.application_by_token(TOKEN).await.unwrap().unwrap();
+    assert_eq!(created, found);
+    assert_eq!(found.chats_count, 0);
+    assert!(
+        s.application_by_token("ffffffffffffffffffffffffffffffff")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let later = now() + chrono::Duration::seconds(1);
+    let renamed = s
+        .rename_application(created.id, "Sales", later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(renamed.name, "Sales");
+    assert_eq!(renamed.created_at, created.created_at);
+    assert_eq!(renamed.updated_at, later);
+    assert!(
+        s.rename_application(created.id + 999, "x", later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn duplicate_tokens_are_taken(f: Fixture) {
+    f.store.insert_application(TOKEN, "a", now()).await.unwrap();
+    let err = f
+        .store
+        .insert_application(TOKEN, "b", now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Taken), "{err:?}");
+}
+
+async fn strings_are_stored_byte_for_byte(f: Fixture) {
+    let name = "Ünïcødé 🚀 \"quotes\" 'single' `back` \\ ; DROP TABLE chats; -- 中文";
+    let app = f
+        .store
+        .insert_application(TOKEN, name, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store
+            .application_by_token(TOKEN)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        name
+    );
+    let chat = f.store.insert_chat(app.id, 1, now()).await.unwrap();
+    let body = "line1\nline2\t\u{0}nul 𝄞 %_ \\' OR 1=1 --";
+    f.store
+        .insert_message(chat.id, 1, body, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.store.message(chat.id, 1).await.unwrap().unwrap().body,
+        body
+    );
+}
+
+async fn chats_are_unique_per_application(f: Fixture) {
+    let s = &f.store;
+    let a = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let b = s
+        .insert_application("fedcba9876543210fedcba9876543210", "b", now())
+        .await
+        .unwrap();
+    s.insert_chat(a.id, 1, now()).await.unwrap();
+    s.insert_chat(b.id, 1, now()).await.unwrap();
+    let err = s.insert_chat(a.id, 1, now()).await.unwrap_err();
+    assert!(matches!(err, Error::Taken), "{err:?}");
+
+    let chat = s.chat_by_token(TOKEN, 1).await.unwrap().unwrap();
+    assert_eq!(
+        (chat.application_id, chat.number, chat.messages_count),
+        (a.id, 1, 0)
+    );
+    assert!(s.chat_by_token(TOKEN, 2).await.unwrap().is_none());
+    assert_eq!(
+        s.max_number(Sequence::Chats {
+            application_id: a.id
+        })
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.max_number(Sequence::Chats {
+            application_id: 12345
+        })
+        .await
+        .unwrap(),
+        0
+    );
+}
+
+async fn messages_are_unique_per_chat_and_updatable(f: Fixture) {
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
+    let other = s.insert_chat(app.id, 2, now()).await.unwrap();
+    let m = s.insert_message(chat.id, 1, "hello", now()).await.unwrap();
+    s.insert_message(other.id, 1, "elsewhere", now())
+        .await
+        .unwrap();
+    let err = s
+        .insert_message(chat.id, 1, "again", now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Taken), "{err:?}");
+    assert_eq!(s.message(chat.id, 1).await.unwrap().unwrap(), m);
+
+    let later = now() + chrono::Duration::seconds(1);
+    let edited = s
+        .update_message(chat.id, 1, "hello, edited", later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.body, "hello, edited");
+    assert_eq!(
+        (edited.created_at, edited.updated_at),
+        (m.created_at, later)
+    );
+    assert!(
+        s.update_message(chat.id, 2, "x", later)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.max_number(Sequence::Messages { chat_id: chat.id })
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+async fn pages_are_keyset_in_both_directions(f: Fixture) {
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
+    // Insert out of order: paging follows numbers, not insertion order.
+    for n in [3, 1, 5, 2, 4] {
+        s.insert_message(chat.id, n, &format!("m{n}"), now())
+            .await
+            .unwrap();
+        s.insert_chat(app.id, n + 1, now()).await.unwrap();
+    }
+    let numbers = |p: &chat_core::domain::Page<chat_core::domain::Message>| {
+        p.items.iter().map(|m| m.number).collect::<Vec<_>>()
+    };
+    let first = s
+        .messages(
+            chat.id,
+            PageRequest {
+                limit: 2,
+                cursor: Cursor::After(0),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((numbers(&first), first.next), (vec![1, 2], Some(2)));
+    let second = s
+        .messages(
+            chat.id,
+            PageRequest {
+                limit: 2,
+                cursor: Cursor::After(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((numbers(&second), second.next), (vec![3, 4], Some(4)));
+    let last = s
+        .messages(
+            chat.id,
+            PageRequest {
+                limit: 2,
+                cursor: Cursor::After(4),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((numbers(&last), last.next), (vec![5], None));
+    let back = s
+        .messages(
+            chat.id,
+            PageRequest {
+                limit: 3,
+                cursor: Cursor::Before(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((numbers(&back), back.next), (vec![4, 3, 2], Some(2)));
+
+    let chats = s
+        .chats(
+            app.id,
+            PageRequest {
+                limit: 4,
+                cursor: Cursor::After(1),
+            },
+        )
+        .await
+        .unwrap();
+    let chat_numbers: Vec<i64> = chats.items.iter().map(|c| c.number).collect();
+    assert_eq!((chat_numbers, chats.next), (vec![2, 3, 4, 5], Some(5)));
+    let chats = s
+        .chats(
+            app.id,
+            PageRequest {
+                limit: 10,
+                cursor: Cursor::Before(3),
+            },
+        )
+        .await
+        .unwrap();
+    let chat_numbers: Vec<i64> = chats.items.iter().map(|c| c.number).collect();
+    assert_eq!((chat_numbers, chats.next), (vec![2, 1], None));
+}
+
+async fn ping_answers(f: Fixture) {
+    f.store.ping().await.unwrap();
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_adapter { use super::*; $( #[tokio::test] async fn $case() { super::$case(sqlite().await).await } )* }
+        mod mysql_adapter { use super::*; $( #[tokio::test] async fn $case() { super::$case(mysql().await).await } )* }
+    };
+}
+
+conformance!(
+    applications_round_trip,
+    duplicate_tokens_are_taken,
+    strings_are_stored_byte_for_byte,
+    chats_are_unique_per_application,
+    messages_are_unique_per_chat_and_updatable,
+    pages_are_keyset_in_both_directions,
+    ping_answers,
+);
+
+#[tokio::test]
+async fn mysql_down_is_unavailable_not_a_bug() {
+    let store =
+        MySqlStore::connect_lazy("mysql://root@127.0.0.1:1/x", 1, Duration::from_millis(500))
+            .unwrap();
+    let err = store.ping().await.unwrap_err();
+    assert!(matches!(err, Error::DatabaseUnavailable(_)), "{err:?}");
+}
