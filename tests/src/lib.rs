@@ -1,1 +1,253 @@
-//! Test harness
+//! Black-box harness: starts chat-system API instances on real listeners (port 0) in the
+//! embedded mode (a fresh SQLite file) or the MySQL + Redis mode (a fresh database and Redis
+//! key prefix per test), and talks HTTP to them like a client would.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chat_core::config::Settings;
+use chat_core::testkit::{self, TestDatabase};
+use chat_core::wiring::{self, Schema};
+use clap::Parser;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Embedded,
+    MySql,
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// The backing data one or more API instances share; removed when the last one is dropped.
+struct Data {
+    _mysql: Option<TestDatabase>,
+    dir: PathBuf,
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct TestApp {
+    pub mode: Mode,
+    pub base: String,
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    _data: Arc<Data>,
+}
+
+/// Settings as an operator would pass them, then pinned so the developer's own environment
+/// (a `REDIS_URL` in the shell, say) cannot leak into a test.
+pub fn base_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Cli::try_parse_from(["chat-system"])
+        .expect("defaults parse")
+        .settings;
+    settings.data_dir = dir.to_path_buf();
+    settings.database_url = None;
+    settings.redis_url = None;
+    settings.redis_prefix = String::new();
+    settings.elasticsearch_url = None;
+    settings.db_pool = 16;
+    settings.max_body_bytes = 65536;
+    settings.redis_timeout_ms = 2000;
+    settings
+}
+
+impl TestApp {
+    pub async fn start(mode: Mode) -> TestApp {
+        Self::start_with(mode, |_| {}).await
+    }
+
+    /// Starts an instance after `adjust` has changed its settings.
+    pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        let dir = std::env::temp_dir().join(testkit::unique_name("chat_http"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut settings = base_settings(&dir);
+        let mysql = match mode {
+            Mode::Embedded => None,
+            Mode::MySql => {
+                let db = TestDatabase::create().await;
+                settings.database_url = Some(db.url.clone());
+                settings.redis_url = Some(testkit::redis_url());
+                settings.redis_prefix = testkit::redis_prefix();
+                wiring::migrate(&settings)
+                    .await
+                    .expect("migrate test database");
+                Some(db)
+            }
+        };
+        adjust(&mut settings);
+        let data = Arc::new(Data { _mysql: mysql, dir });
+        Self::spawn(mode, settings, data).await
+    }
+
+    /// Another API instance on the same database and Redis prefix: a second replica.
+    pub async fn replica(&self) -> TestApp {
+        Self::spawn(self.mode, self.settings.clone(), self._data.clone()).await
+    }
+
+    async fn spawn(mode: Mode, settings: Settings, data: Arc<Data>) -> TestApp {
+        let backend = wiring::open(&settings, Schema::Check)
+            .await
+            .expect("open backend");
+        let state = chat_api::AppState::new(backend.service);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, chat_api::public_router(state)).await;
+        });
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap();
+        TestApp {
+            mode,
+            base: format!("http://{addr}"),
+            addr,
+            client,
+            settings,
+            _data: data,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with an optional JSON body; answers status and parsed JSON (Null when
+    /// the body is empty).
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Reply::from(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Creates an application and returns its token.
+    pub async fn new_application(&self, name: &str) -> String {
+        let reply = self
+            .post("/chat_applications", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.json["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a chat and returns its number.
+    pub async fn new_chat(&self, token: &str) -> i64 {
+        let reply = self
+            .call(
+                Method::POST,
+                &format!("/chat_applications/{token}/chats"),
+                None,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{reply:?}");
+        reply.json["number"].as_i64().unwrap()
+    }
+
+    pub async fn new_message(&self, token: &str, chat: i64, body: &str) -> Reply {
+        self.post(
+            &format!("/chat_applications/{token}/chats/{chat}/messages"),
+            serde_json::json!({ "body": body }),
+        )
+        .await
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = response.text().await.expect("body read");
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::Null)
+        };
+        Reply {
+            status,
+            content_type,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    /// Asserts an RFC 9457 problem document with this status.
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{self:?}");
+        assert_eq!(self.content_type, "application/problem+json", "{self:?}");
+        for key in ["type", "title", "detail"] {
+            assert!(self.json[key].is_string(), "problem lacks {key}: {self:?}");
+        }
+        assert_eq!(
+            self.json["status"].as_u64(),
+            Some(status as u64),
+            "{self:?}"
+        );
+        self
+    }
+
+    /// Asserts the 422 names the field.
+    pub fn assert_invalid_field(&self, field: &str) -> &Self {
+        self.assert_problem(422);
+        assert_eq!(self.json["field"].as_str(), Some(field), "{self:?}");
+        assert!(
+            self.json["detail"].as_str().unwrap().contains(field),
+            "{self:?}"
+        );
+        self
+    }
+}
+
+/// Runs each listed test body once per mode: `name::embedded` and `name::mysql`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn embedded() {
+                    super::$name($crate::TestApp::start($crate::Mode::Embedded).await).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mysql() {
+                    super::$name($crate::TestApp::start($crate::Mode::MySql).await).await
+                }
+            }
+        )*
+    };
+}

@@ -8,7 +8,7 @@ pub mod routes;
 pub mod state;
 pub mod views;
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -43,6 +43,19 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(routes::chats::router())
         .merge(routes::messages::router())
         .merge(routes::health::router())
+        .routes(utoipa_axum::routes!(openapi_json))
+}
+
+/// This document (OpenAPI 3.1).
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+async fn openapi_json() -> impl IntoResponse {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("OpenAPI document serialises")
+    });
+    ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
 }
 
 /// The OpenAPI 3.1 document of every public endpoint, built from the same route table the
@@ -53,22 +66,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The public API (port `CHAT_LISTEN`).
 pub fn public_router(state: AppState) -> Router {
-    let (router, doc) = documented().split_for_parts();
-    let doc = Arc::new(doc.to_pretty_json().expect("OpenAPI document serialises"));
+    let (router, _) = documented().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
     router
-        .route(
-            "/openapi.json",
-            get(move || {
-                let doc = doc.clone();
-                async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        doc.as_str().to_owned(),
-                    )
-                }
-            }),
-        )
         .fallback(|| async { ApiError::RouteNotFound.into_response() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
         // Past the limit the body extractor answers 413 without buffering the rest.
