@@ -1,0 +1,177 @@
+//! Observe: read what the cluster has now. With `apply.rs`, the only module that talks to the API
+//! server; it reduces what it reads to the plain facts `validate`, `build` and `status` need.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{ListParams, ObjectMeta};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::Error;
+use crate::crd::ChatSystem;
+use crate::names::{self, COMPONENT_LABEL, CONTAINER, Component};
+
+/// Everything the operator knows about the cluster for one ChatSystem.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Referenced Secrets: `None` when missing, else the keys they hold (never the values).
+    pub secrets: BTreeMap<String, Option<BTreeSet<String>>>,
+    pub deployments: BTreeMap<Component, ObservedDeployment>,
+    /// Owned migrations Jobs by name.
+    pub jobs: BTreeMap<String, JobPhase>,
+    /// Names of owned HPAs and PDBs, to delete those no longer wanted.
+    pub hpas: BTreeSet<String>,
+    pub pdbs: BTreeSet<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedDeployment {
+    /// Image of the `chat-system` container.
+    pub image: Option<String>,
+    pub spec_replicas: Option<i32>,
+    /// Whether our apply manager owns `spec.replicas` (it must hand it over before an HPA takes it).
+    pub replicas_owned_by_us: bool,
+    pub generation: Option<i64>,
+    pub observed_generation: Option<i64>,
+    pub replicas: i32,
+    pub ready_replicas: i32,
+    pub updated_replicas: i32,
+    pub available_replicas: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobPhase {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobPhase::Running => "Running",
+            JobPhase::Succeeded => "Succeeded",
+            JobPhase::Failed => "Failed",
+        }
+    }
+}
+
+pub async fn observe(client: &Client, cs: &ChatSystem) -> Result<Observed, Error> {
+    let ns = cs.namespace().ok_or(Error::MissingNamespace)?;
+    let list = ListParams::default().labels(&names::instance_selector(cs));
+    let mut observed = Observed::default();
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let spec = &cs.spec;
+    let secret_names: BTreeSet<&str> = [&spec.database, &spec.redis, &spec.elasticsearch]
+        .iter()
+        .map(|c| c.url_secret_ref.name.as_str())
+        .collect();
+    for name in secret_names {
+        let keys = secrets
+            .get_opt(name)
+            .await?
+            .map(|s| s.data.unwrap_or_default().into_keys().collect());
+        observed.secrets.insert(name.to_string(), keys);
+    }
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    for d in deployments.list(&list).await? {
+        if !owned_by(&d.metadata, cs) {
+            continue;
+        }
+        let Some(component) = d.labels().get(COMPONENT_LABEL).and_then(|c| Component::from_label(c)) else {
+            continue;
+        };
+        observed.deployments.insert(component, observe_deployment(&d));
+    }
+
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+    for job in jobs.list(&list).await? {
+        if owned_by(&job.metadata, cs) {
+            observed.jobs.insert(job.name_any(), job_phase(&job));
+        }
+    }
+
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns);
+    for hpa in hpas.list(&list).await? {
+        if owned_by(&hpa.metadata, cs) {
+            observed.hpas.insert(hpa.name_any());
+        }
+    }
+
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
+    for pdb in pdbs.list(&list).await? {
+        if owned_by(&pdb.metadata, cs) {
+            observed.pdbs.insert(pdb.name_any());
+        }
+    }
+    Ok(observed)
+}
+
+// Labels can be copied by anyone; the owner reference's uid says the object is really ours.
+fn owned_by(meta: &ObjectMeta, cs: &ChatSystem) -> bool {
+    let uid = cs.meta().uid.as_deref();
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(o.uid.as_str()) == uid && o.kind == "ChatSystem")
+}
+
+pub fn observe_deployment(d: &Deployment) -> ObservedDeployment {
+    let image = d
+        .spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|p| p.containers.iter().find(|c| c.name == CONTAINER))
+        .and_then(|c| c.image.clone());
+    let status = d.status.clone().unwrap_or_default();
+    ObservedDeployment {
+        image,
+        spec_replicas: d.spec.replicas,
+        replicas_owned_by_us: manager_owns_replicas(&d.metadata, names::MANAGER),
+        generation: d.metadata.generation,
+        observed_generation: status.observed_generation,
+        replicas: status.replicas.unwrap_or(0),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+        updated_replicas: status.updated_replicas.unwrap_or(0),
+        available_replicas: status.available_replicas.unwrap_or(0),
+    }
+}
+
+/// Whether `manager`'s apply entry in `managedFields` lists `spec.replicas`.
+pub fn manager_owns_replicas(meta: &ObjectMeta, manager: &str) -> bool {
+    meta.managed_fields.iter().flatten().any(|mf| {
+        mf.manager.as_deref() == Some(manager)
+            && mf.operation.as_deref() == Some("Apply")
+            && mf
+                .fields_v1
+                .as_ref()
+                .and_then(|f| f.0.get("f:spec"))
+                .and_then(|s| s.get("f:replicas"))
+                .is_some()
+    })
+}
+
+pub fn job_phase(job: &Job) -> JobPhase {
+    let status = job.status.clone().unwrap_or_default();
+    let condition = |type_: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == type_ && c.status == "True")
+    };
+    if condition("Complete") || condition("SuccessCriteriaMet") {
+        JobPhase::Succeeded
+    } else if condition("Failed") || condition("FailureTarget") {
+        JobPhase::Failed
+    } else {
+        JobPhase::Running
+    }
+}

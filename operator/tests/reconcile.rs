@@ -1,0 +1,382 @@
+//! Reconcile against a mocked API server: every request is asserted (method, path, query, body)
+//! and answered, in order; a reconcile that stops short or makes an extra call fails the test.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chat_operator::build::migration_job;
+use chat_operator::controller::{Context, reconcile};
+use chat_operator::crd::ChatSystem;
+use chat_operator::metrics::Metrics;
+use common::*;
+use kube::ResourceExt;
+use serde_json::{Value, json};
+
+const DEPLOY: &str = "/apis/apps/v1/namespaces/default/deployments";
+const JOBS: &str = "/apis/batch/v1/namespaces/default/jobs";
+const HPAS: &str = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+const PDBS: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+const SERVICE: &str = "/api/v1/namespaces/default/services/chat-api";
+
+fn cs_with(f: impl FnOnce(&mut ChatSystem)) -> ChatSystem {
+    let mut cs = fixture("minimal");
+    f(&mut cs);
+    cs
+}
+
+fn job_name(cs: &ChatSystem) -> String {
+    migration_job(cs).unwrap().name_any()
+}
+
+/// Runs one reconcile of `cs` against `script`, which plays the API server.
+async fn run<F, Fut>(cs: ChatSystem, script: F)
+where
+    F: FnOnce(ApiServer) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (client, server) = mock_client();
+    let verifier = tokio::spawn(script(server));
+    let ctx = Context::new(client, Metrics::default());
+    let result = tokio::time::timeout(Duration::from_secs(10), reconcile(Arc::new(cs), ctx))
+        .await
+        .expect("reconcile timed out (an expected request was never answered)");
+    result.expect("reconcile failed");
+    tokio::time::timeout(Duration::from_secs(10), verifier)
+        .await
+        .expect("verifier timed out (an expected request never came)")
+        .expect("verifier assertion failed");
+}
+
+async fn expect_deployment_applies(server: &mut ApiServer, image: &str) -> Vec<Value> {
+    let mut bodies = Vec::new();
+    for component in ["api", "indexer", "counter"] {
+        let call = server.expect_apply(&format!("{DEPLOY}/chat-{component}")).await;
+        assert_eq!(container(&call.body)["image"], image, "chat-{component} image");
+        assert_eq!(container(&call.body)["args"], json!([component]));
+        bodies.push(call.body.clone());
+        call.echo();
+    }
+    bodies
+}
+
+#[tokio::test]
+async fn first_reconcile_runs_migrations_before_creating_deployments() {
+    let cs = fixture("minimal");
+    let job = job_name(&cs);
+    run(cs, |mut server| async move {
+        server.serve_observe(&World::default()).await;
+        let call = server.expect_apply(&format!("{JOBS}/{job}")).await;
+        let pod = &call.body["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(pod["args"], json!(["migrate"]));
+        assert_eq!(pod["image"], "ghcr.io/example/chat-system:1.0.0");
+        assert_eq!(
+            call.body["metadata"]["ownerReferences"][0]["uid"],
+            "0b0b0b0b-1111-2222-3333-444444444444"
+        );
+        call.echo();
+        let call = server.expect_apply(SERVICE).await;
+        assert_eq!(call.body["spec"]["ports"][0]["targetPort"], "http");
+        call.echo();
+        // No Deployment yet: they would start against an unmigrated database.
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        server.expect_event("MigrationStarted").await;
+        let status = server.expect_status().await;
+        assert_eq!(condition(&status, "Progressing")["status"], "True");
+        assert_eq!(condition(&status, "Progressing")["reason"], "MigrationRunning");
+        assert_eq!(condition(&status, "Ready")["status"], "False");
+        assert_eq!(condition(&status, "Degraded")["status"], "False");
+        assert_eq!(status["migration"]["phase"], "Pending");
+        assert_eq!(status["observedGeneration"], 1);
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn first_reconcile_without_migrations_creates_everything() {
+    let cs = cs_with(|cs| cs.spec.migrations.enabled = false);
+    run(cs, |mut server| async move {
+        server.serve_observe(&World::default()).await;
+        server.expect_apply(SERVICE).await.echo();
+        let bodies = expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.0.0").await;
+        assert_eq!(bodies[0]["spec"]["replicas"], 2);
+        assert_eq!(bodies[1]["spec"]["replicas"], 1);
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        let event = server.expect_event("Created").await;
+        assert!(event["note"].as_str().unwrap().contains("chat-counter"), "{event}");
+        let status = server.expect_status().await;
+        assert_eq!(condition(&status, "Ready")["reason"], "ComponentsNotReady");
+        assert_eq!(condition(&status, "Progressing")["reason"], "RollingOut");
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn image_change_applies_job_first_and_deployments_only_after_success() {
+    let old_cs = fixture("minimal");
+    let old_image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = cs_with(|cs| cs.spec.image.tag = "1.1.0".into());
+    let new_job = job_name(&cs);
+    let old_job = job_name(&old_cs);
+    let running: Vec<Value> = ["api", "indexer", "counter"]
+        .iter()
+        .map(|c| deployment(c, old_image, 1, 1, true))
+        .collect();
+
+    // While the new Job has not succeeded, the Deployments are applied with the old image.
+    let world = World {
+        deployments: running.clone(),
+        jobs: vec![job(&old_job, Some("Complete"))],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    };
+    run(cs.clone(), {
+        let new_job = new_job.clone();
+        |mut server| async move {
+            server.serve_observe(&world).await;
+            let call = server.expect_apply(&format!("{JOBS}/{new_job}")).await;
+            assert_eq!(
+                call.body["spec"]["template"]["spec"]["containers"][0]["image"],
+                "ghcr.io/example/chat-system:1.1.0"
+            );
+            call.echo();
+            server.expect_apply(SERVICE).await.echo();
+            expect_deployment_applies(&mut server, old_image).await;
+            server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+            server.expect_event("MigrationStarted").await;
+            let status = server.expect_status().await;
+            assert_eq!(condition(&status, "Progressing")["reason"], "MigrationRunning");
+            assert_eq!(status["image"], old_image);
+            server.expect_no_more().await;
+        }
+    })
+    .await;
+
+    // Once it succeeded, they roll to the new image, and the old Job is cleaned up.
+    let world = World {
+        deployments: running,
+        jobs: vec![job(&old_job, Some("Complete")), job(&new_job, Some("Complete"))],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    };
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(&format!("{JOBS}/{new_job}")).await.echo();
+        server.expect_apply(SERVICE).await.echo();
+        expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.1.0").await;
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        let call = server.expect("DELETE", &format!("{JOBS}/{old_job}"), &[]).await;
+        assert_eq!(call.body["propagationPolicy"], "Background");
+        call.respond(200, job(&old_job, Some("Complete")));
+        let event = server.expect_event("RollingOut").await;
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("chat-api ghcr.io/example/chat-system:1.0.0 -> ghcr.io/example/chat-system:1.1.0"),
+            "{event}"
+        );
+        let status = server.expect_status().await;
+        assert_eq!(condition(&status, "Progressing")["reason"], "RollingOut");
+        assert_eq!(status["migration"]["phase"], "Succeeded");
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn failed_migration_keeps_old_image_and_sets_degraded() {
+    let old_image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = cs_with(|cs| cs.spec.image.tag = "1.1.0".into());
+    let new_job = job_name(&cs);
+    let world = World {
+        deployments: ["api", "indexer", "counter"]
+            .iter()
+            .map(|c| deployment(c, old_image, 1, 1, true))
+            .collect(),
+        jobs: vec![job(&new_job, Some("Failed"))],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    };
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(&format!("{JOBS}/{new_job}")).await.echo();
+        server.expect_apply(SERVICE).await.echo();
+        expect_deployment_applies(&mut server, old_image).await;
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        let event = server.expect_event("MigrationFailed").await;
+        assert_eq!(event["type"], "Warning");
+        let status = server.expect_status().await;
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(degraded["status"], "True");
+        assert_eq!(degraded["reason"], "MigrationFailed");
+        assert!(degraded["message"].as_str().unwrap().contains(&new_job));
+        assert_eq!(condition(&status, "Ready")["status"], "False");
+        assert_eq!(status["migration"]["phase"], "Failed");
+        assert_eq!(status["image"], old_image);
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn autoscaling_switched_off_deletes_hpa_and_sets_replicas() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = fixture("minimal");
+    let job = job_name(&cs);
+    let world = World {
+        // The HPA had scaled api to 4; the Deployment's replicas belonged to it, not to us.
+        deployments: vec![
+            deployment("api", image, 4, 4, false),
+            deployment("indexer", image, 1, 1, true),
+            deployment("counter", image, 1, 1, true),
+        ],
+        jobs: vec![common::job(&job, Some("Complete"))],
+        hpas: vec![named("HorizontalPodAutoscaler", "autoscaling/v2", "chat-api")],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    };
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
+        server.expect_apply(SERVICE).await.echo();
+        let bodies = expect_deployment_applies(&mut server, image).await;
+        assert_eq!(bodies[0]["spec"]["replicas"], 2, "api gets spec.api.replicas back");
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        let call = server.expect("DELETE", &format!("{HPAS}/chat-api"), &[]).await;
+        assert_eq!(call.body["propagationPolicy"], "Background");
+        call.respond(200, named("HorizontalPodAutoscaler", "autoscaling/v2", "chat-api"));
+        let status = server.expect_status().await;
+        assert_eq!(
+            condition(&status, "Ready")["status"],
+            "False",
+            "api runs 4 of 2 until scaled down"
+        );
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn autoscaling_switched_on_hands_replicas_over_without_reset() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = cs_with(|cs| {
+        cs.spec.api.autoscaling.enabled = true;
+        cs.spec.api.autoscaling.min_replicas = 2;
+        cs.spec.api.autoscaling.max_replicas = 8;
+    });
+    let job = job_name(&cs);
+    let world = World {
+        deployments: vec![
+            deployment("api", image, 3, 3, true),
+            deployment("indexer", image, 1, 1, true),
+            deployment("counter", image, 1, 1, true),
+        ],
+        jobs: vec![common::job(&job, Some("Complete"))],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    };
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        // First a private manager takes `replicas` at its current value (no force) ...
+        let call = server
+            .expect("PATCH", &format!("{DEPLOY}/chat-api"), &[("fieldManager", "chat-operator-handover-to-hpa")])
+            .await;
+        assert_eq!(
+            call.body,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "chat-api"}, "spec": {"replicas": 3}})
+        );
+        call.respond(200, deployment("api", image, 3, 3, true));
+        server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
+        server.expect_apply(SERVICE).await.echo();
+        // ... then our apply leaves the field out, so it is not reset to 1.
+        let bodies = expect_deployment_applies(&mut server, image).await;
+        assert!(bodies[0]["spec"].get("replicas").is_none(), "{}", bodies[0]["spec"]);
+        assert_eq!(bodies[1]["spec"]["replicas"], 1);
+        let call = server.expect_apply(&format!("{HPAS}/chat-api")).await;
+        assert_eq!(call.body["spec"]["minReplicas"], 2);
+        assert_eq!(call.body["spec"]["maxReplicas"], 8);
+        assert_eq!(call.body["spec"]["scaleTargetRef"]["name"], "chat-api");
+        call.echo();
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        server.expect_event("AllComponentsReady").await;
+        server.expect_status().await;
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn status_follows_deployment_readiness() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = fixture("minimal");
+    let job = job_name(&cs);
+    for (api_ready, ready) in [(1, false), (2, true)] {
+        let world = World {
+            deployments: vec![
+                deployment("api", image, 2, api_ready, true),
+                deployment("indexer", image, 1, 1, true),
+                deployment("counter", image, 1, 1, true),
+            ],
+            jobs: vec![common::job(&job, Some("Complete"))],
+            pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+            ..World::default()
+        };
+        let job = job.clone();
+        run(cs.clone(), |mut server| async move {
+            server.serve_observe(&world).await;
+            server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
+            server.expect_apply(SERVICE).await.echo();
+            expect_deployment_applies(&mut server, image).await;
+            server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+            if ready {
+                let event = server.expect_event("AllComponentsReady").await;
+                assert_eq!(event["type"], "Normal");
+            }
+            let status = server.expect_status().await;
+            assert_eq!(status["api"]["readyReplicas"], api_ready);
+            assert_eq!(status["api"]["replicas"], 2);
+            assert_eq!(status["indexer"]["readyReplicas"], 1);
+            assert_eq!(status["image"], image);
+            let ready_condition = condition(&status, "Ready");
+            if ready {
+                assert_eq!(ready_condition["status"], "True");
+                assert_eq!(condition(&status, "Progressing")["status"], "False");
+            } else {
+                assert_eq!(ready_condition["status"], "False");
+                assert_eq!(ready_condition["reason"], "ComponentsNotReady");
+                assert_eq!(ready_condition["message"], "api 1/2 ready, 2 updated");
+                assert_eq!(condition(&status, "Progressing")["status"], "True");
+            }
+            server.expect_no_more().await;
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn missing_secret_is_reported_and_nothing_is_applied() {
+    let world = World {
+        secret_missing: true,
+        ..World::default()
+    };
+    run(fixture("minimal"), |mut server| async move {
+        server.serve_observe(&world).await;
+        let event = server.expect_event("InvalidSpec").await;
+        assert_eq!(event["type"], "Warning");
+        let status = server.expect_status().await;
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(degraded["status"], "True");
+        assert!(
+            degraded["message"]
+                .as_str()
+                .unwrap()
+                .contains("Secret \"chat-secrets\" not found")
+        );
+        server.expect_no_more().await;
+    })
+    .await;
+}
