@@ -2,6 +2,8 @@
 //! embedded mode (a fresh SQLite file) or the MySQL + Redis mode (a fresh database and Redis
 //! key prefix per test), and talks HTTP to them like a client would.
 
+pub mod faults;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
