@@ -1,6 +1,6 @@
 //! What each subcommand runs: wiring, the two listeners, and a graceful stop.
 
-use std::future::Future;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -91,10 +91,8 @@ async fn bind(addr: SocketAddr, setting: &str) -> Result<TcpListener> {
         .map_err(|err| Error::Config(format!("{setting}: cannot listen on {addr}: {err}")))
 }
 
-fn stopped(mut rx: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn shutdown_signal() {

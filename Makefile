@@ -1,0 +1,34 @@
+# chat-system — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: run test test-rust test-operator lint fmt build release services help
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+run: ## Serve the API on :3000 (admin :9000) with embedded defaults: no servers needed
+	$(CARGO) run --release --locked -p chat-system -- serve
+
+test: ## The whole suite: starts (or installs) MariaDB and Redis if needed, then every test
+	@eval "$$(scripts/ensure-services.sh | sed 's/^/export CHAT_TEST_/')" && \
+	  echo "tests use MySQL $$CHAT_TEST_MYSQL and Redis $$CHAT_TEST_REDIS" && \
+	  CHAT_TEST_MYSQL_URL=$$CHAT_TEST_MYSQL CHAT_TEST_REDIS_URL=$$CHAT_TEST_REDIS \
+	  $(CARGO) test --workspace --locked
+	@if [ -x operator/test.sh ]; then operator/test.sh; fi
+
+lint: ## What CI checks besides the tests: formatting and clippy with warnings as errors
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+build: ## Debug build of everything
+	$(CARGO) build --workspace --locked
+
+release: ## Release build of the chat-system binary (target/release/chat-system)
+	$(CARGO) build --release --locked -p chat-system
+
+services: ## Only make sure MariaDB and Redis are reachable (what `make test` does first)
+	@scripts/ensure-services.sh
