@@ -1,0 +1,201 @@
+//! The binary as operators run it: subcommands, exit codes, settings errors, signals.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chat_core::testkit::{self, TestDatabase};
+
+fn bin() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chat-system"));
+    // Only what each test sets: the developer's shell must not leak in.
+    for var in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ELASTICSEARCH_URL",
+        "CHAT_DATA_DIR",
+        "CHAT_LISTEN",
+        "CHAT_ADMIN_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
+    for (var, value, expected) in [
+        ("CHAT_DB_POOL", "lots", "CHAT_DB_POOL"),
+        ("CHAT_DB_POOL", "0", "CHAT_DB_POOL"),
+        ("CHAT_LISTEN", "not-an-address", "CHAT_LISTEN"),
+        ("CHAT_MAX_BODY_BYTES", "99999999999", "CHAT_MAX_BODY_BYTES"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT"),
+        ("DATABASE_URL", "postgres://x/y", "DATABASE_URL"),
+        ("REDIS_URL", "http://x", "REDIS_URL"),
+    ] {
+        let out = bin().arg("serve").env(var, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{var}={value}: {stderr}");
+        assert!(stderr.contains(expected), "{var}={value}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn migrate_then_api_and_api_refuses_an_unmigrated_database() {
+    let db = TestDatabase::create().await;
+    let refused = bin()
+        .arg("api")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("chat-system migrate"),
+        "tells what to do: {stderr}"
+    );
+
+    let migrated = bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    // Idempotent.
+    assert!(
+        bin()
+            .arg("migrate")
+            .env("DATABASE_URL", &db.url)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let (port, admin) = (free_port(), free_port());
+    let mut api = bin()
+        .arg("api")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", testkit::redis_url())
+        .env("CHAT_REDIS_PREFIX", testkit::redis_prefix())
+        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(admin).await;
+    let created = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/chat_applications"))
+        .json(&serde_json_name("from the binary"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    stop(&mut api, Duration::from_secs(10));
+    let out = api.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("numbering=\"redis\""), "{log}");
+    assert!(out.status.success(), "exit 0 on SIGTERM: {:?}", out.status);
+}
+
+#[tokio::test]
+async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve"));
+    let (port, admin) = (free_port(), free_port());
+    let mut serve = bin()
+        .arg("serve")
+        .env("CHAT_DATA_DIR", &dir)
+        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("LOG_FORMAT", "json")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_ready(admin).await;
+    let client = reqwest::Client::new();
+    let up = client
+        .get(format!("http://127.0.0.1:{port}/up"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status(), 200);
+    let metrics = client
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("http_requests_total{method=\"GET\",route=\"/up\",status=\"200\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        dir.join("chat.db").exists(),
+        "the SQLite file lives in CHAT_DATA_DIR"
+    );
+
+    let started = Instant::now();
+    stop(&mut serve, Duration::from_secs(10));
+    let out = serve.wait_with_output().unwrap();
+    assert!(out.status.success(), "exit 0 on SIGTERM: {:?}", out.status);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let first = log.lines().next().unwrap();
+    assert!(
+        first.starts_with('{') && first.contains("\"config\""),
+        "JSON logs with the effective config: {first}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn serde_json_name(name: &str) -> std::collections::HashMap<&'static str, String> {
+    [("name", name.to_owned())].into_iter().collect()
+}
+
+async fn wait_ready(admin: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "not ready on admin port {admin}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, then wait (bounded) for the exit.
+fn stop(child: &mut std::process::Child, within: Duration) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "did not exit within {within:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
