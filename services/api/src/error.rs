@@ -128,6 +128,13 @@ impl ApiError {
                     "numbering (Redis) is unavailable; retry later".into(),
                     None,
                 ),
+                Core::SearchUnavailable(_) => (
+                    S::SERVICE_UNAVAILABLE,
+                    "search-unavailable",
+                    "Service unavailable",
+                    "search is unavailable; retry later".into(),
+                    None,
+                ),
                 Core::Database(_) | Core::Migration(_) | Core::Config(_) => (
                     S::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -30,6 +30,10 @@ pub enum Error {
     #[error("redis unavailable: {0}")]
     RedisUnavailable(String),
 
+    /// The search backend cannot be reached, is overloaded, or (embedded) is not open yet.
+    #[error("search unavailable: {0}")]
+    SearchUnavailable(String),
+
     /// A database error that is not the client's fault and not an outage: a bug or a schema drift.
     #[error("database error: {0}")]
     Database(String),

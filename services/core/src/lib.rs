@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod numbers;
+pub mod search;
 pub mod service;
 pub mod store;
 pub mod wiring;
