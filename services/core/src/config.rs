@@ -35,6 +35,10 @@ pub struct Settings {
     #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
     pub elasticsearch_url: Option<String>,
 
+    /// Elasticsearch index (or alias) holding message documents.
+    #[arg(long, env = "CHAT_SEARCH_INDEX", default_value = "chat_messages", global = true)]
+    pub search_index: String,
+
     /// Embedded data (SQLite file, embedded search index).
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
@@ -170,6 +174,7 @@ impl Settings {
             ("CHAT_REDIS_PREFIX", self.redis_prefix.clone()),
             ("CHAT_REDIS_TIMEOUT_MS", self.redis_timeout_ms.to_string()),
             ("ELASTICSEARCH_URL", opt(&self.elasticsearch_url)),
+            ("CHAT_SEARCH_INDEX", self.search_index.clone()),
             ("CHAT_DATA_DIR", self.data_dir.display().to_string()),
             ("CHAT_LISTEN", self.listen.to_string()),
             ("CHAT_ADMIN_LISTEN", self.admin_listen.to_string()),
