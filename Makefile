@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test test-rust test-operator lint fmt build release services help
+.PHONY: run test lint fmt build release services kind-up e2e kind-down help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,3 +32,12 @@ release: ## Release build of the chat-system binary (target/release/chat-system)
 
 services: ## Only make sure MariaDB and Redis are reachable (what `make test` does first)
 	@scripts/ensure-services.sh
+
+kind-up: ## kind cluster with the operator, dev dependencies and a sample ChatSystem (needs Docker, kind, kubectl, helm)
+	scripts/kind-e2e.sh up
+
+e2e: ## End-to-end check against the kind cluster from `make kind-up`
+	scripts/kind-e2e.sh e2e
+
+kind-down: ## Delete the kind cluster
+	scripts/kind-e2e.sh down
