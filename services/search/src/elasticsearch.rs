@@ -1,0 +1,278 @@
+//! The Elasticsearch adapter (also OpenSearch 2, where the APIs agree): one index, named by
+//! `CHAT_SEARCH_INDEX`, holding every chat's messages under the id `{chat_id}:{number}` with
+//! the message version as an external version.
+//!
+//! Freshness: documents become searchable at the index's next refresh (1 s by default); the
+//! adapter does not force refreshes, which would cost far more than they buy under load.
+
+mod bulk;
+mod mapping;
+mod query;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chat_core::search::{
+    MAX_SEARCH_LIMIT, SearchDocument, SearchIndex, SearchPage, SearchRequest, UpsertReport,
+    query_words,
+};
+use chat_core::{Error, Result};
+use elasticsearch::http::StatusCode;
+use elasticsearch::http::response::Response;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::indices::{IndicesCreateParts, IndicesExistsParts};
+use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
+
+pub use mapping::index_definition;
+
+/// Longest wait for one request; past it the call answers `SearchUnavailable`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a request (or the failed items of a bulk request) is sent again after a 429 or a
+/// 5xx, waiting `base_delay`, then twice that, and so on.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub attempts: u32,
+    pub base_delay: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 4,
+            base_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Retry {
+    fn delay(&self, attempt: u32) -> Duration {
+        self.base_delay.saturating_mul(1 << attempt.min(10))
+    }
+}
+
+pub struct ElasticsearchIndex {
+    client: Elasticsearch,
+    index: String,
+    retry: Retry,
+    /// The index is known to exist; until then every call first makes sure it does, so a
+    /// bulk request can never auto-create it with a dynamic mapping.
+    ready: AtomicBool,
+}
+
+impl ElasticsearchIndex {
+    pub fn connect(url: &str, index: &str) -> Result<Self> {
+        Self::with_retry(url, index, Retry::default())
+    }
+
+    pub fn with_retry(url: &str, index: &str, retry: Retry) -> Result<Self> {
+        let url = url::Url::parse(url)
+            .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
+        if index.is_empty() {
+            return Err(Error::Config("CHAT_SEARCH_INDEX: must not be empty".into()));
+        }
+        Ok(ElasticsearchIndex {
+            client: Elasticsearch::new(transport),
+            index: index.to_owned(),
+            retry,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn index_name(&self) -> &str {
+        &self.index
+    }
+
+    /// Creates the index with its mapping when it does not exist. An existing index is used
+    /// as is (its mapping is not compared).
+    pub async fn ensure_index(&self) -> Result<()> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let exists = self
+            .client
+            .indices()
+            .exists(IndicesExistsParts::Index(&[&self.index]))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        match exists.status_code() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => self.create_index().await?,
+            status => return Err(failed("checking the index", status, exists).await),
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    async fn create_index(&self) -> Result<()> {
+        let response = self
+            .client
+            .indices()
+            .create(IndicesCreateParts::Index(&self.index))
+            .body(mapping::index_definition())
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status_code();
+        if status.is_success() {
+            tracing::info!(index = %self.index, "created the search index");
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        // Another process created it in between: just as good.
+        if status == StatusCode::BAD_REQUEST && text.contains("resource_already_exists_exception") {
+            return Ok(());
+        }
+        Err(classify(
+            status,
+            &format!("creating the index {}: {text}", self.index),
+        ))
+    }
+
+    /// Sends one `_bulk` request, again after a pause while the whole request gets 429 or
+    /// 5xx; returns each document's outcome, in order.
+    async fn bulk_once(&self, documents: &[&SearchDocument]) -> Result<Vec<bulk::Outcome>> {
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .client
+                .bulk(BulkParts::Index(&self.index))
+                .body(bulk::lines(documents))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = response.status_code();
+            if status.is_success() {
+                let parsed: bulk::Response = response.json().await.map_err(unreachable)?;
+                if parsed.items.len() != documents.len() {
+                    return Err(Error::SearchUnavailable(format!(
+                        "elasticsearch answered {} bulk items for {} documents",
+                        parsed.items.len(),
+                        documents.len()
+                    )));
+                }
+                return Ok(parsed
+                    .items
+                    .iter()
+                    .map(|item| item.index.outcome())
+                    .collect());
+            }
+            if status == StatusCode::NOT_FOUND {
+                // Deleted under us: re-create it before the next attempt.
+                self.ready.store(false, Ordering::Release);
+            }
+            if !is_retryable(status) || attempt >= self.retry.attempts {
+                return Err(failed("bulk indexing", status, response).await);
+            }
+            tracing::warn!(%status, attempt, "elasticsearch refused a bulk request; backing off");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for ElasticsearchIndex {
+    async fn upsert(&self, documents: Vec<SearchDocument>) -> Result<UpsertReport> {
+        let mut report = UpsertReport::default();
+        let mut pending: Vec<&SearchDocument> = documents.iter().collect();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            self.ensure_index().await?;
+            let outcomes = self.bulk_once(&pending).await?;
+            let mut retry = Vec::new();
+            let mut last_reason = String::new();
+            for (doc, outcome) in pending.into_iter().zip(outcomes) {
+                match outcome {
+                    bulk::Outcome::Written => {}
+                    bulk::Outcome::Rejected(reason) => report.rejected.push((doc.key(), reason)),
+                    bulk::Outcome::Retry(reason) => {
+                        last_reason = reason;
+                        retry.push(doc);
+                    }
+                }
+            }
+            if !retry.is_empty() {
+                if attempt >= self.retry.attempts {
+                    return Err(Error::SearchUnavailable(format!(
+                        "elasticsearch kept refusing {} documents: {last_reason}",
+                        retry.len()
+                    )));
+                }
+                tracing::warn!(documents = retry.len(), attempt, reason = %last_reason, "retrying refused bulk items");
+                tokio::time::sleep(self.retry.delay(attempt)).await;
+                attempt += 1;
+            }
+            pending = retry;
+        }
+        Ok(report)
+    }
+
+    async fn search(&self, request: &SearchRequest) -> Result<SearchPage> {
+        let words: Vec<String> = request.words.iter().flat_map(|w| query_words(w)).collect();
+        if words.is_empty() {
+            return Ok(SearchPage {
+                hits: Vec::new(),
+                next: None,
+            });
+        }
+        self.ensure_index().await?;
+        let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT) as usize;
+        let response = self
+            .client
+            .search(SearchParts::Index(&[&self.index]))
+            .body(query::body(request, &words, limit))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status_code();
+        if !status.is_success() {
+            if status == StatusCode::NOT_FOUND {
+                self.ready.store(false, Ordering::Release);
+            }
+            return Err(failed("searching", status, response).await);
+        }
+        let parsed: query::Response = response.json().await.map_err(unreachable)?;
+        Ok(parsed.page(limit))
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let response = self.client.ping().send().await.map_err(unreachable)?;
+        let status = response.status_code();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(failed("ping", status, response).await)
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "elasticsearch"
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// Every failure is `SearchUnavailable`: the port's callers can only retry later, and a
+/// request the cluster refuses as malformed would be a bug here, not the caller's.
+fn classify(status: StatusCode, what: &str) -> Error {
+    Error::SearchUnavailable(format!("elasticsearch answered {status} {what}"))
+}
+
+async fn failed(what: &str, status: StatusCode, response: Response) -> Error {
+    let mut text = response.text().await.unwrap_or_default();
+    text.truncate(500);
+    classify(status, &format!("{what}: {text}"))
+}
+
+fn unreachable(err: elasticsearch::Error) -> Error {
+    Error::SearchUnavailable(format!("elasticsearch: {err}"))
+}
