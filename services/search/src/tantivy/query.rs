@@ -33,7 +33,7 @@ fn word_query(fields: &Fields, word: &str) -> ::tantivy::Result<BooleanQuery> {
     let prefix: Box<dyn Query> = if word.chars().count() <= MAX_PREFIX_CHARS {
         Box::new(TermQuery::new(
             Term::from_field_text(fields.body_prefix, word),
-            IndexRecordOption::WithFreqs,
+            IndexRecordOption::Basic,
         ))
     } else {
         Box::new(RegexQuery::from_pattern(
@@ -45,8 +45,11 @@ fn word_query(fields: &Fields, word: &str) -> ::tantivy::Result<BooleanQuery> {
         Term::from_field_text(fields.body, word),
         IndexRecordOption::WithFreqs,
     ));
+    // Like Elasticsearch's `prefix` query, a prefix match scores a constant; relevance
+    // among matches comes from whole-word BM25. Both adapters then rank alike, and the
+    // prefix clause costs no scoring.
     Ok(BooleanQuery::new(vec![
-        (Occur::Must, prefix),
+        (Occur::Must, Box::new(ConstScoreQuery::new(prefix, 1.0))),
         (Occur::Should, whole),
     ]))
 }
