@@ -19,6 +19,7 @@ use chat_core::search::{
 };
 use chat_core::{Error, Result};
 use elasticsearch::http::StatusCode;
+use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::{IndicesCreateParts, IndicesExistsParts};
@@ -143,6 +144,10 @@ impl ElasticsearchIndex {
             let response = self
                 .client
                 .bulk(BulkParts::Index(&self.index))
+                .header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-ndjson"),
+                )
                 .body(bulk::lines(documents))
                 .send()
                 .await
