@@ -1,0 +1,111 @@
+//! Preloads the embedded index with one chat of N messages (default 1,000,000) through
+//! `TantivyIndex::bulk_load`, then times searches in that chat.
+//!
+//! `cargo run --release -p chat-search --example million -- [DIR] [N]`
+
+use std::time::Instant;
+
+use chat_core::search::{SearchDocument, SearchIndex, SearchRequest, query_words};
+use chat_search::tantivy::TantivyIndex;
+use chrono::Utc;
+
+const COMMON: &[&str] = &[
+    "hello", "world", "the", "a", "and", "message", "chat", "help", "please", "thanks", "meeting",
+    "tomorrow", "today", "project", "release", "deploy", "search", "index", "review", "question",
+];
+
+/// xorshift: deterministic text without a random-number dependency.
+struct Words(u64);
+
+impl Words {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn body(&mut self) -> String {
+        let count = 4 + self.next() % 12;
+        let words: Vec<String> = (0..count)
+            .map(|_| {
+                let pick = self.next();
+                if pick.is_multiple_of(3) {
+                    COMMON[(pick / 3 % COMMON.len() as u64) as usize].to_string()
+                } else {
+                    // A long tail of 50,000 rarer words.
+                    format!("w{}x{}", pick % 50_000, pick % 7)
+                }
+            })
+            .collect();
+        words.join(" ")
+    }
+}
+
+#[tokio::main]
+async fn main() -> chat_core::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let dir = args
+        .next()
+        .unwrap_or_else(|| "./data/million-search".into());
+    let n: i64 = args.next().map_or(1_000_000, |v| v.parse().expect("N"));
+    let index = TantivyIndex::open_writer(std::path::Path::new(&dir)).await?;
+
+    let started = Instant::now();
+    let mut words = Words(0x9E37_79B9_7F4A_7C15);
+    let now = Utc::now();
+    let docs: Vec<SearchDocument> = (1..=n)
+        .map(|number| SearchDocument {
+            chat_id: 1,
+            number,
+            body: words.body(),
+            version: 1,
+            created_at: now,
+        })
+        .collect();
+    let written = index.bulk_load(docs).await?;
+    println!(
+        "bulk_load: {written} documents in {:.1?}",
+        started.elapsed()
+    );
+
+    for q in [
+        "hello",
+        "hel",
+        "h",
+        "w123x4",
+        "w12",
+        "hello world",
+        "please review the release",
+        "nothing",
+    ] {
+        let mut times = Vec::new();
+        let mut hits = 0;
+        for round in 0..200 {
+            let after = if round % 2 == 1 {
+                index.search(&request(q, None)).await?.next
+            } else {
+                None
+            };
+            let t = Instant::now();
+            hits = index.search(&request(q, after)).await?.hits.len();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "{q:>28}: {hits:>3} hits  p50 {:>8.2?}  p99 {:>8.2?}",
+            times[times.len() / 2],
+            times[times.len() * 99 / 100]
+        );
+    }
+    Ok(())
+}
+
+fn request(q: &str, after: Option<chat_core::search::SearchCursor>) -> SearchRequest {
+    SearchRequest {
+        chat_id: 1,
+        words: query_words(q),
+        limit: 20,
+        after,
+    }
+}
