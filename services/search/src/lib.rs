@@ -24,8 +24,15 @@ pub enum Access {
 pub async fn open(settings: &Settings, access: Access) -> chat_core::Result<Arc<dyn SearchIndex>> {
     if let Some(url) = &settings.elasticsearch_url {
         let index = elasticsearch::ElasticsearchIndex::connect(url, &settings.search_index)?;
+        // A cluster that is down at start-up is an outage like any later one, not a reason to
+        // refuse to start: every call makes sure the index exists before using it.
         if access == Access::Writer {
-            index.ensure_index().await?;
+            match index.ensure_index().await {
+                Err(chat_core::Error::SearchUnavailable(err)) => {
+                    tracing::warn!(%err, "search index not checked at start-up; will retry");
+                }
+                other => other?,
+            }
         }
         return Ok(Arc::new(index));
     }

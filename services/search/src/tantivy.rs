@@ -106,8 +106,7 @@ impl TantivyIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .map_err(unavailable)?;
-        let opened = OnceLock::new();
-        let _ = opened.set(Arc::new(Opened {
+        let opened = OnceLock::from(Arc::new(Opened {
             reader,
             fields,
             index,
@@ -130,14 +129,17 @@ impl TantivyIndex {
                 self.dir.display()
             )));
         }
-        let index = Index::open_in_dir(&self.dir).map_err(|err| incompatible(&self.dir, err))?;
+        // A reader that cannot open the index answers 503s rather than failing the process:
+        // the writer may be creating it right now, or rebuilding it after an upgrade.
+        let index = Index::open_in_dir(&self.dir)
+            .map_err(|err| unavailable(incompatible(&self.dir, err)))?;
         schema::register_tokenizers(&index);
         let (expected, fields) = schema::schema();
         if index.schema() != expected {
-            return Err(incompatible(
+            return Err(unavailable(incompatible(
                 &self.dir,
                 "schema differs from this release's",
-            ));
+            )));
         }
         let reader = index
             .reader_builder()
@@ -145,12 +147,16 @@ impl TantivyIndex {
             .try_into()
             .map_err(unavailable)?;
         // Two searches may race to open; either result is the same index.
-        let _ = self.opened.set(Arc::new(Opened {
-            reader,
-            fields,
-            index,
-        }));
-        Ok(self.opened.get().cloned().expect("set just above"))
+        Ok(self
+            .opened
+            .get_or_init(|| {
+                Arc::new(Opened {
+                    reader,
+                    fields,
+                    index,
+                })
+            })
+            .clone())
     }
 
     fn writer(&self) -> Result<Arc<Mutex<IndexWriter>>> {

@@ -536,3 +536,22 @@ async fn ping_asks_the_cluster() {
         .await;
     adapter(&server).await.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cluster_down_at_start_up_does_not_stop_the_process() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = common::settings(dir.path());
+    settings.elasticsearch_url = Some(format!("http://127.0.0.1:{port}"));
+    let index = chat_search::open(&settings, chat_search::Access::Writer)
+        .await
+        .unwrap();
+    assert!(matches!(
+        index.ping().await,
+        Err(Error::SearchUnavailable(_))
+    ));
+}
