@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chat_core::config::Settings;
 use chat_core::testkit::{self, TestDatabase};
 use chat_core::wiring::{self, Schema};
+use chat_search::Access;
 use clap::Parser;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -45,6 +46,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// Dropping it stops this instance's workers.
+    _stop: tokio::sync::watch::Sender<bool>,
     _data: Arc<Data>,
 }
 
@@ -62,6 +65,10 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     settings.db_pool = 16;
     settings.max_body_bytes = 65536;
     settings.redis_timeout_ms = 2000;
+    // Fast enough for tests to see counts and redeliveries without long waits.
+    settings.counter_flush_ms = 100;
+    settings.indexer_flush_ms = 20;
+    settings.queue_claim_idle_ms = 1000;
     settings
 }
 
@@ -98,11 +105,28 @@ impl TestApp {
         Self::spawn(self.mode, self.settings.clone(), self._data.clone()).await
     }
 
+    /// The first instance runs every role in-process (as `serve` does: relay, indexer, counter,
+    /// writing the embedded index); replicas run the API and a relay and read the index.
     async fn spawn(mode: Mode, settings: Settings, data: Arc<Data>) -> TestApp {
-        let backend = wiring::open(&settings, Schema::Check)
+        let first = Arc::strong_count(&data) == 1;
+        let access = if first {
+            Access::Writer
+        } else {
+            Access::Reader
+        };
+        let search = chat_search::open(&settings, access)
+            .await
+            .expect("open search index");
+        let backend = wiring::open(&settings, Schema::Check, search)
             .await
             .expect("open backend");
-        let state = chat_api::AppState::new(backend.service);
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(backend.relay().run(stop.clone()));
+        if first {
+            tokio::spawn(backend.indexer().await.unwrap().run(stop.clone()));
+            tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
+        }
+        let state = chat_api::AppState::new(backend.service.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -118,7 +142,29 @@ impl TestApp {
             addr,
             client,
             settings,
+            _stop: stop_tx,
             _data: data,
+        }
+    }
+
+    /// Polls `path` until `check` accepts its reply, or panics after `timeout`.
+    pub async fn wait_until(
+        &self,
+        path: &str,
+        timeout: std::time::Duration,
+        check: impl Fn(&Reply) -> bool,
+    ) -> Reply {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let reply = self.get(path).await;
+            if check(&reply) {
+                return reply;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gave up waiting on {path}: {reply:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
 

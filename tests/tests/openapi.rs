@@ -32,6 +32,10 @@ const ENDPOINTS: &[(&str, &str)] = &[
         "put",
         "/chat_applications/{token}/chats/{chat_number}/messages/{number}",
     ),
+    (
+        "get",
+        "/chat_applications/{token}/chats/{chat_number}/messages/search",
+    ),
     ("get", "/up"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),

@@ -42,6 +42,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(routes::applications::router())
         .merge(routes::chats::router())
         .merge(routes::messages::router())
+        .merge(routes::search::router())
         .merge(routes::health::router())
         .routes(utoipa_axum::routes!(openapi_json))
 }

@@ -112,3 +112,42 @@ pub struct MessageInput {
     #[schema(example = "hello world", min_length = 1)]
     pub body: String,
 }
+
+/// One search hit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchHitView {
+    #[schema(example = 3, minimum = 1)]
+    pub number: i64,
+    #[schema(example = "hello world")]
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// A fragment of the body, matches wrapped in `<em>…</em>`, the rest HTML-escaped.
+    #[schema(example = "<em>hello</em> world")]
+    pub highlight: String,
+}
+
+/// Search results: the paged envelope with an opaque cursor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchPageView {
+    pub data: Vec<SearchHitView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next: Option<String>,
+}
+
+impl From<chat_core::search::SearchPage> for SearchPageView {
+    fn from(page: chat_core::search::SearchPage) -> Self {
+        SearchPageView {
+            data: page
+                .hits
+                .into_iter()
+                .map(|h| SearchHitView {
+                    number: h.number,
+                    body: h.body,
+                    created_at: h.created_at,
+                    highlight: h.highlight,
+                })
+                .collect(),
+            next: page.next.map(crate::routes::search::encode_cursor),
+        }
+    }
+}

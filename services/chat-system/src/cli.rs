@@ -18,24 +18,73 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Every role in one process on embedded defaults (SQLite, in-process numbering).
+    /// Every role in one process on embedded defaults (SQLite, in-process numbering and queue,
+    /// embedded search index).
     Serve,
-    /// The REST API (public port) and the admin port.
+    /// The REST API (public port), its outbox relay, and the admin port.
     Api,
+    /// Queue → search index.
+    Indexer,
+    /// Queue → chats_count / messages_count.
+    Counter,
     /// Apply the SQL migrations and exit.
     Migrate,
+    /// Rebuild the search index from the database (batched, resumable, safe while running).
+    Reindex {
+        /// Only this chat: `<token>/<number>`.
+        #[arg(long, value_parser = parse_chat_address)]
+        chat: Option<(String, i64)>,
+        /// Start over instead of resuming from the last checkpoint.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Recompute every chats_count and messages_count from the database.
+    Recount,
+    /// Inspect and re-queue dead letters (events that failed too often).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Show dead letters, oldest first.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Re-queue the given dead letters (all when none is given) and remove them from the list.
+    Replay { ids: Vec<String> },
 }
 
 impl Command {
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Command::Serve => "serve",
             Command::Api => "api",
+            Command::Indexer => "indexer",
+            Command::Counter => "counter",
             Command::Migrate => "migrate",
+            Command::Reindex { .. } => "reindex",
+            Command::Recount => "recount",
+            Command::Dlq { .. } => "dlq",
         }
     }
+}
+
+fn parse_chat_address(raw: &str) -> Result<(String, i64), String> {
+    let (token, number) = raw
+        .split_once('/')
+        .ok_or_else(|| "expected <token>/<number>".to_owned())?;
+    let number = number
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("chat number must be a positive integer, got {number:?}"))?;
+    Ok((token.to_owned(), number))
 }
 
 /// Parses the command line and environment. A bad setting is one line naming it (by its env

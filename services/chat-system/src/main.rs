@@ -1,6 +1,7 @@
 //! `chat-system`: one binary, one subcommand per role (`../shared/contract.md`).
 
 mod cli;
+mod repair;
 mod run;
 
 use std::process::ExitCode;

@@ -1,4 +1,4 @@
-//! What each subcommand runs: wiring, the two listeners, and a graceful stop.
+//! What each long-running subcommand runs: wiring, the listeners, the workers, a graceful stop.
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use chat_api::AppState;
 use chat_core::config::{LogFormat, Settings};
-use chat_core::wiring::{self, Schema};
+use chat_core::wiring::{self, Backend, Schema};
 use chat_core::{Error, Result};
+use chat_search::Access;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
+use crate::repair;
 
 pub fn init_logging(settings: &Settings) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -26,6 +29,15 @@ pub fn init_logging(settings: &Settings) {
     }
 }
 
+/// Which parts one process runs.
+#[derive(Debug, Clone, Copy)]
+struct Roles {
+    public_api: bool,
+    relay: bool,
+    indexer: bool,
+    counter: bool,
+}
+
 pub async fn run(cli: Cli) -> Result<()> {
     let settings = &cli.settings;
     let role = cli.command.name();
@@ -35,30 +47,104 @@ pub async fn run(cli: Cli) -> Result<()> {
         .map(|(name, value)| format!("{name}={value}"))
         .collect();
     tracing::info!(role, version = env!("CARGO_PKG_VERSION"), config = %config.join(" "), "starting");
+    let all = Roles {
+        public_api: true,
+        relay: true,
+        indexer: true,
+        counter: true,
+    };
+    let none = Roles {
+        public_api: false,
+        relay: false,
+        indexer: false,
+        counter: false,
+    };
     match cli.command {
         Command::Migrate => {
             let database = wiring::migrate(settings).await?;
             tracing::info!(database, "migrations applied");
             Ok(())
         }
-        Command::Serve => serve_api(settings, Schema::Migrate).await,
-        Command::Api => serve_api(settings, Schema::Check).await,
+        Command::Serve => serve(settings, all, Schema::Migrate, Access::Writer).await,
+        Command::Api => {
+            serve(
+                settings,
+                Roles {
+                    public_api: true,
+                    relay: true,
+                    ..none
+                },
+                Schema::Check,
+                Access::Reader,
+            )
+            .await
+        }
+        Command::Indexer => {
+            serve(
+                settings,
+                Roles {
+                    indexer: true,
+                    ..none
+                },
+                Schema::Check,
+                Access::Writer,
+            )
+            .await
+        }
+        Command::Counter => {
+            serve(
+                settings,
+                Roles {
+                    counter: true,
+                    ..none
+                },
+                Schema::Check,
+                Access::Reader,
+            )
+            .await
+        }
+        Command::Reindex { chat, restart } => repair::reindex(settings, chat, restart).await,
+        Command::Recount => repair::recount(settings).await,
+        Command::Dlq { action } => repair::dlq(settings, action).await,
     }
 }
 
-async fn serve_api(settings: &Settings, schema: Schema) -> Result<()> {
-    let backend = wiring::open(settings, schema).await?;
+pub async fn open(settings: &Settings, schema: Schema, access: Access) -> Result<Backend> {
+    let search = chat_search::open(settings, access).await?;
+    let backend = wiring::open(settings, schema, search).await?;
     tracing::info!(
         database = backend.database,
         numbering = backend.numbers.backend(),
-        "storage and numbering ready"
+        queue = backend.queue.backend(),
+        search = backend.search.backend(),
+        "backends ready"
     );
-    let state = AppState::new(backend.service);
-    let public = bind(settings.listen, "CHAT_LISTEN").await?;
+    Ok(backend)
+}
+
+async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access) -> Result<()> {
+    let backend = open(settings, schema, access).await?;
+    let state = AppState::new(backend.service.clone());
+    let public = if roles.public_api {
+        Some(bind(settings.listen, "CHAT_LISTEN").await?)
+    } else {
+        None
+    };
     let admin = bind(settings.admin_listen, "CHAT_ADMIN_LISTEN").await?;
-    tracing::info!(public = %settings.listen, admin = %settings.admin_listen, "listening");
+    tracing::info!(public = ?public.as_ref().map(|_| settings.listen), admin = %settings.admin_listen, ?roles, "listening");
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut workers = JoinSet::new();
+    if roles.relay {
+        workers.spawn(backend.relay().run(stop_rx.clone()));
+    }
+    if roles.indexer {
+        workers.spawn(backend.indexer().await?.run(stop_rx.clone()));
+    }
+    if roles.counter {
+        workers.spawn(backend.counter().await?.run(stop_rx.clone()));
+    }
+
     let lifecycle = state.lifecycle.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -67,19 +153,33 @@ async fn serve_api(settings: &Settings, schema: Schema) -> Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    let public_server = axum::serve(public, chat_api::public_router(state.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let admin_server = axum::serve(admin, chat_api::admin_router(state))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
-    let servers =
-        async { tokio::try_join!(public_server.into_future(), admin_server.into_future()) };
+    let mut servers = JoinSet::new();
+    if let Some(public) = public {
+        servers.spawn(
+            axum::serve(public, chat_api::public_router(state.clone()))
+                .with_graceful_shutdown(stopped(stop_rx.clone()))
+                .into_future(),
+        );
+    }
+    servers.spawn(
+        axum::serve(admin, chat_api::admin_router(state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
 
+    let drained = async {
+        while let Some(result) = servers.join_next().await {
+            if let Ok(Err(err)) = result {
+                tracing::error!(error = %err, "server failed");
+            }
+        }
+        while workers.join_next().await.is_some() {}
+    };
     let grace = Duration::from_secs(settings.shutdown_grace_s);
-    tokio::pin!(servers);
     tokio::select! {
-        result = &mut servers => result.map(|_| ()).map_err(|e| Error::Config(format!("server error: {e}"))),
+        () = drained => Ok(()),
         () = async { stopped(stop_rx).await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_s = settings.shutdown_grace_s, "grace period over; exiting with requests in flight");
+            tracing::warn!(grace_s = settings.shutdown_grace_s, "grace period over; exiting with work in flight (it is redelivered)");
             Ok(())
         }
     }

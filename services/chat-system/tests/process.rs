@@ -173,10 +173,9 @@ async fn wait_ready(admin: u16) {
             .get(format!("http://127.0.0.1:{admin}/readyz"))
             .send()
             .await
+            && r.status() == 200
         {
-            if r.status() == 200 {
-                return;
-            }
+            return;
         }
         assert!(Instant::now() < deadline, "not ready on admin port {admin}");
         tokio::time::sleep(Duration::from_millis(50)).await;

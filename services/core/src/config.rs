@@ -36,7 +36,12 @@ pub struct Settings {
     pub elasticsearch_url: Option<String>,
 
     /// Elasticsearch index (or alias) holding message documents.
-    #[arg(long, env = "CHAT_SEARCH_INDEX", default_value = "chat_messages", global = true)]
+    #[arg(
+        long,
+        env = "CHAT_SEARCH_INDEX",
+        default_value = "chat_messages",
+        global = true
+    )]
     pub search_index: String,
 
     /// Embedded data (SQLite file, embedded search index).
@@ -88,6 +93,11 @@ pub struct Settings {
     /// Queue: attempts before an entry goes to the dead-letter stream.
     #[arg(long, env = "CHAT_QUEUE_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000), global = true)]
     pub queue_max_attempts: u32,
+
+    /// How long published outbox rows are kept, to be re-published if the queue loses its
+    /// contents (Redis restarted empty), in seconds.
+    #[arg(long, env = "CHAT_OUTBOX_RETENTION_S", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub outbox_retention_s: u64,
 
     /// Drain time on SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
@@ -190,6 +200,10 @@ impl Settings {
             (
                 "CHAT_QUEUE_MAX_ATTEMPTS",
                 self.queue_max_attempts.to_string(),
+            ),
+            (
+                "CHAT_OUTBOX_RETENTION_S",
+                self.outbox_retention_s.to_string(),
             ),
             ("CHAT_SHUTDOWN_GRACE_S", self.shutdown_grace_s.to_string()),
             (

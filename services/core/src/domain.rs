@@ -36,6 +36,8 @@ pub struct Message {
     pub chat_id: i64,
     pub number: i64,
     pub body: String,
+    /// 1 at creation, +1 per edit: the search index keeps only the newest.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

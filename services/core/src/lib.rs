@@ -7,11 +7,14 @@
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod numbers;
+pub mod queue;
 pub mod search;
 pub mod service;
 pub mod store;
 pub mod wiring;
+pub mod workers;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -113,7 +113,10 @@ mod tests {
     #[test]
     fn query_syntax_is_split_away() {
         assert_eq!(query_words("Hello, WORLD!"), vec!["hello", "world"]);
-        assert_eq!(query_words("title:foo* AND \"bar\" -baz"), vec!["title", "foo", "and", "bar", "baz"]);
+        assert_eq!(
+            query_words("title:foo* AND \"bar\" -baz"),
+            vec!["title", "foo", "and", "bar", "baz"]
+        );
         assert!(query_words("  *** ").is_empty());
         assert_eq!(query_words("Ünïcødé 中文"), vec!["ünïcødé", "中文"]);
     }

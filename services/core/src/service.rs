@@ -3,11 +3,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::domain::{
     self, Application, Chat, Message, Page, PageRequest, Sequence, is_well_formed_token,
 };
 use crate::error::{Entity, Error, Result};
 use crate::numbers::Numbers;
+use crate::search::{self, SearchCursor, SearchIndex, SearchPage, SearchRequest};
 use crate::store::Store;
 
 /// How many numbers one create may try before answering 503. Collisions only follow a lost
@@ -19,6 +22,9 @@ pub const MAX_NUMBER_ATTEMPTS: u32 = 16;
 pub struct ChatService {
     store: Arc<dyn Store>,
     numbers: Arc<dyn Numbers>,
+    search: Arc<dyn SearchIndex>,
+    /// Poked after each committed write so this process's outbox relay publishes at once.
+    wrote: Arc<Notify>,
     max_body_bytes: usize,
 }
 
@@ -28,15 +34,63 @@ pub struct Health {
     pub database: Result<(), String>,
     pub numbering: Result<(), String>,
     pub numbering_backend: &'static str,
+    pub search: Result<(), String>,
+    pub search_backend: &'static str,
 }
 
 impl ChatService {
-    pub fn new(store: Arc<dyn Store>, numbers: Arc<dyn Numbers>, max_body_bytes: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        numbers: Arc<dyn Numbers>,
+        search: Arc<dyn SearchIndex>,
+        wrote: Arc<Notify>,
+        max_body_bytes: usize,
+    ) -> Self {
         ChatService {
             store,
             numbers,
+            search,
+            wrote,
             max_body_bytes,
         }
+    }
+
+    /// Messages of one chat matching every word of `q` (see `search.rs` for the semantics).
+    pub async fn search(
+        &self,
+        token: &str,
+        chat: i64,
+        q: &str,
+        limit: u32,
+        after: Option<SearchCursor>,
+    ) -> Result<SearchPage> {
+        let chat = self.chat(token, chat).await?;
+        let chars = q.chars().count();
+        if chars > search::MAX_QUERY_CHARS {
+            return Err(domain::invalid(
+                "q",
+                format!(
+                    "must be at most {} characters (got {chars})",
+                    search::MAX_QUERY_CHARS
+                ),
+            ));
+        }
+        let words = search::query_words(q);
+        if words.is_empty() {
+            // Only punctuation: nothing can match, and that is not an error.
+            return Ok(SearchPage {
+                hits: Vec::new(),
+                next: None,
+            });
+        }
+        self.search
+            .search(&SearchRequest {
+                chat_id: chat.id,
+                words,
+                limit,
+                after,
+            })
+            .await
     }
 
     pub async fn create_application(&self, name: &str) -> Result<Application> {
@@ -81,10 +135,13 @@ impl ChatService {
         let sequence = Sequence::Chats {
             application_id: app.id,
         };
-        self.with_next_number(sequence, |number| {
-            self.store.insert_chat(app.id, number, domain::now())
-        })
-        .await
+        let chat = self
+            .with_next_number(sequence, |number| {
+                self.store.insert_chat(app.id, number, domain::now())
+            })
+            .await?;
+        self.wrote.notify_one();
+        Ok(chat)
     }
 
     pub async fn chat(&self, token: &str, number: i64) -> Result<Chat> {
@@ -108,11 +165,14 @@ impl ChatService {
         let chat = self.chat(token, chat).await?;
         domain::validate_body(body, self.max_body_bytes)?;
         let sequence = Sequence::Messages { chat_id: chat.id };
-        self.with_next_number(sequence, |number| {
-            self.store
-                .insert_message(chat.id, number, body, domain::now())
-        })
-        .await
+        let message = self
+            .with_next_number(sequence, |number| {
+                self.store
+                    .insert_message(&chat, number, body, domain::now())
+            })
+            .await?;
+        self.wrote.notify_one();
+        Ok(message)
     }
 
     pub async fn message(&self, token: &str, chat: i64, number: i64) -> Result<Message> {
@@ -142,18 +202,24 @@ impl ChatService {
     ) -> Result<Message> {
         let chat = self.chat(token, chat).await?;
         domain::validate_body(body, self.max_body_bytes)?;
-        self.store
-            .update_message(chat.id, number, body, domain::now())
+        let message = self
+            .store
+            .update_message(&chat, number, body, domain::now())
             .await?
-            .ok_or(Error::NotFound(Entity::Message))
+            .ok_or(Error::NotFound(Entity::Message))?;
+        self.wrote.notify_one();
+        Ok(message)
     }
 
     pub async fn health(&self) -> Health {
-        let (database, numbering) = tokio::join!(self.store.ping(), self.numbers.ping());
+        let (database, numbering, search) =
+            tokio::join!(self.store.ping(), self.numbers.ping(), self.search.ping());
         Health {
             database: database.map_err(|e| e.to_string()),
             numbering: numbering.map_err(|e| e.to_string()),
             numbering_backend: self.numbers.backend(),
+            search: search.map_err(|e| e.to_string()),
+            search_backend: self.search.backend(),
         }
     }
 

@@ -5,9 +5,15 @@ use std::time::Duration;
 
 use crate::config::{Database, Settings};
 use crate::error::{Error, Result};
+use tokio::sync::Notify;
+
 use crate::numbers::{LocalNumbers, Numbers, RedisNumbers};
+use crate::queue::{LocalQueue, Queue, RedisQueue};
+use crate::search::SearchIndex;
 use crate::service::ChatService;
 use crate::store::{MySqlStore, SqliteStore, Store};
+use crate::workers::relay::Relay;
+use crate::workers::{ConsumerConfig, counter::Counter, indexer::Indexer};
 
 /// How long a request waits for a database connection before answering 503.
 const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,12 +32,75 @@ pub struct Backend {
     pub service: ChatService,
     pub store: Arc<dyn Store>,
     pub numbers: Arc<dyn Numbers>,
+    /// The queue the relay publishes to (in-process: also the one workers read).
+    pub queue: Arc<dyn Queue>,
+    pub search: Arc<dyn SearchIndex>,
+    pub wrote: Arc<Notify>,
     pub database: &'static str,
+    settings: Settings,
 }
 
-/// Opens the store and numbering the settings describe. A MySQL server that is down is not
-/// an error here (the pool connects lazily and requests answer 503 until it is back).
-pub async fn open(settings: &Settings, mysql_schema: Schema) -> Result<Backend> {
+impl Backend {
+    /// A queue handle for one worker: Redis blocking reads need a connection of their own; the
+    /// in-process queue is shared.
+    pub async fn worker_queue(&self) -> Result<Arc<dyn Queue>> {
+        match &self.settings.redis_url {
+            Some(url) => Ok(Arc::new(
+                RedisQueue::connect(url, &self.settings.redis_prefix, self.redis_timeout()).await?,
+            )),
+            None => Ok(self.queue.clone()),
+        }
+    }
+
+    fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.redis_timeout_ms)
+    }
+
+    fn consumer(&self, role: &str) -> ConsumerConfig {
+        ConsumerConfig {
+            consumer: ConsumerConfig::consumer_name(role),
+            claim_idle: Duration::from_millis(self.settings.queue_claim_idle_ms),
+            max_attempts: self.settings.queue_max_attempts,
+        }
+    }
+
+    pub fn relay(&self) -> Relay {
+        Relay {
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            wake: self.wrote.clone(),
+            retention: Duration::from_secs(self.settings.outbox_retention_s),
+        }
+    }
+
+    pub async fn counter(&self) -> Result<Counter> {
+        Ok(Counter {
+            store: self.store.clone(),
+            queue: self.worker_queue().await?,
+            config: self.consumer("counter"),
+            flush_every: Duration::from_millis(self.settings.counter_flush_ms),
+        })
+    }
+
+    pub async fn indexer(&self) -> Result<Indexer> {
+        Ok(Indexer {
+            index: self.search.clone(),
+            queue: self.worker_queue().await?,
+            config: self.consumer("indexer"),
+            batch: self.settings.indexer_batch as usize,
+            flush_after: Duration::from_millis(self.settings.indexer_flush_ms),
+        })
+    }
+}
+
+/// Opens the store, numbering and queue the settings describe, around the given search index
+/// (its adapters live in the `chat-search` crate). A MySQL server that is down is not an error
+/// here (the pool connects lazily and requests answer 503 until it is back).
+pub async fn open(
+    settings: &Settings,
+    mysql_schema: Schema,
+    search: Arc<dyn SearchIndex>,
+) -> Result<Backend> {
     let (store, database): (Arc<dyn Store>, _) = match settings.database()? {
         Database::MySql(url) => {
             let store = MySqlStore::connect_lazy(&url, settings.db_pool, DB_ACQUIRE_TIMEOUT)?;
@@ -55,27 +124,31 @@ pub async fn open(settings: &Settings, mysql_schema: Schema) -> Result<Backend> 
             (Arc::new(store), "sqlite")
         }
     };
-    let numbers: Arc<dyn Numbers> = match &settings.redis_url {
-        Some(url) => Arc::new(
-            RedisNumbers::connect(
-                url,
-                &settings.redis_prefix,
-                Duration::from_millis(settings.redis_timeout_ms),
-            )
-            .await?,
+    let timeout = Duration::from_millis(settings.redis_timeout_ms);
+    let (numbers, queue): (Arc<dyn Numbers>, Arc<dyn Queue>) = match &settings.redis_url {
+        Some(url) => (
+            Arc::new(RedisNumbers::connect(url, &settings.redis_prefix, timeout).await?),
+            Arc::new(RedisQueue::connect(url, &settings.redis_prefix, timeout).await?),
         ),
-        None => Arc::new(LocalNumbers::new()),
+        None => (Arc::new(LocalNumbers::new()), Arc::new(LocalQueue::new())),
     };
+    let wrote = Arc::new(Notify::new());
     let service = ChatService::new(
         store.clone(),
         numbers.clone(),
+        search.clone(),
+        wrote.clone(),
         settings.max_body_bytes as usize,
     );
     Ok(Backend {
         service,
         store,
         numbers,
+        queue,
+        search,
+        wrote,
         database,
+        settings: settings.clone(),
     })
 }
 

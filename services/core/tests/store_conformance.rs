@@ -105,10 +105,7 @@ async fn strings_are_stored_byte_for_byte(f: Fixture) {
     );
     let chat = f.store.insert_chat(app.id, 1, now()).await.unwrap();
     let body = "line1\nline2\t\u{0}nul 𝄞 %_ \\' OR 1=1 --";
-    f.store
-        .insert_message(chat.id, 1, body, now())
-        .await
-        .unwrap();
+    f.store.insert_message(&chat, 1, body, now()).await.unwrap();
     assert_eq!(
         f.store.message(chat.id, 1).await.unwrap().unwrap().body,
         body
@@ -156,12 +153,12 @@ async fn messages_are_unique_per_chat_and_updatable(f: Fixture) {
     let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
     let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
     let other = s.insert_chat(app.id, 2, now()).await.unwrap();
-    let m = s.insert_message(chat.id, 1, "hello", now()).await.unwrap();
-    s.insert_message(other.id, 1, "elsewhere", now())
+    let m = s.insert_message(&chat, 1, "hello", now()).await.unwrap();
+    s.insert_message(&other, 1, "elsewhere", now())
         .await
         .unwrap();
     let err = s
-        .insert_message(chat.id, 1, "again", now())
+        .insert_message(&chat, 1, "again", now())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Taken), "{err:?}");
@@ -169,7 +166,7 @@ async fn messages_are_unique_per_chat_and_updatable(f: Fixture) {
 
     let later = now() + chrono::Duration::seconds(1);
     let edited = s
-        .update_message(chat.id, 1, "hello, edited", later)
+        .update_message(&chat, 1, "hello, edited", later)
         .await
         .unwrap()
         .unwrap();
@@ -179,7 +176,7 @@ async fn messages_are_unique_per_chat_and_updatable(f: Fixture) {
         (m.created_at, later)
     );
     assert!(
-        s.update_message(chat.id, 2, "x", later)
+        s.update_message(&chat, 2, "x", later)
             .await
             .unwrap()
             .is_none()
@@ -198,7 +195,7 @@ async fn pages_are_keyset_in_both_directions(f: Fixture) {
     let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
     // Insert out of order: paging follows numbers, not insertion order.
     for n in [3, 1, 5, 2, 4] {
-        s.insert_message(chat.id, n, &format!("m{n}"), now())
+        s.insert_message(&chat, n, &format!("m{n}"), now())
             .await
             .unwrap();
         s.insert_chat(app.id, n + 1, now()).await.unwrap();
@@ -296,6 +293,11 @@ conformance!(
     messages_are_unique_per_chat_and_updatable,
     pages_are_keyset_in_both_directions,
     ping_answers,
+    writes_emit_outbox_rows_in_the_same_transaction,
+    a_failed_publish_leaves_rows_unpublished,
+    state_swaps_are_exclusive,
+    recounts_are_exact_and_idempotent,
+    repair_scans_walk_everything_in_id_order,
 );
 
 #[tokio::test]
@@ -305,4 +307,171 @@ async fn mysql_down_is_unavailable_not_a_bug() {
             .unwrap();
     let err = store.ping().await.unwrap_err();
     assert!(matches!(err, Error::DatabaseUnavailable(_)), "{err:?}");
+}
+
+/// Every event-emitting write leaves exactly one outbox row, published by a relay in order.
+async fn writes_emit_outbox_rows_in_the_same_transaction(f: Fixture) {
+    use chat_core::events::{Envelope, Event};
+    use chat_core::queue::{LocalQueue, Queue};
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    assert_eq!(
+        s.outbox_waiting().await.unwrap(),
+        0,
+        "creating an application emits nothing"
+    );
+    let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
+    s.insert_message(&chat, 1, "hello", now()).await.unwrap();
+    s.update_message(&chat, 1, "hello again", now())
+        .await
+        .unwrap();
+    // A failed insert (number taken) rolls its outbox row back with it.
+    assert!(s.insert_message(&chat, 1, "dup", now()).await.is_err());
+    assert_eq!(s.outbox_waiting().await.unwrap(), 3);
+
+    let queue = LocalQueue::new();
+    assert_eq!(s.relay_outbox(2, &queue).await.unwrap(), 2);
+    assert_eq!(s.relay_outbox(10, &queue).await.unwrap(), 1);
+    assert_eq!(s.relay_outbox(10, &queue).await.unwrap(), 0);
+    assert_eq!(s.outbox_waiting().await.unwrap(), 0);
+    let got = queue
+        .receive(
+            chat_core::queue::Group::Indexer,
+            "t",
+            10,
+            Duration::ZERO,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let events: Vec<Event> = got
+        .iter()
+        .map(|d| Envelope::parse(&d.payload).unwrap().event)
+        .collect();
+    assert!(
+        matches!(&events[0], Event::ChatCreated { number: 1, application_id, .. } if *application_id == app.id)
+    );
+    assert!(matches!(&events[1], Event::MessageCreated(m) if m.body == "hello" && m.version == 1));
+    assert!(
+        matches!(&events[2], Event::MessageUpdated(m) if m.body == "hello again" && m.version == 2)
+    );
+
+    // Retained rows can be re-published after a queue loss, and are purged after retention.
+    assert_eq!(s.republish_retained().await.unwrap(), 3);
+    assert_eq!(s.outbox_waiting().await.unwrap(), 3);
+    assert_eq!(s.relay_outbox(10, &queue).await.unwrap(), 3);
+    assert_eq!(
+        s.purge_outbox(now() - chrono::Duration::seconds(60))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.purge_outbox(now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(s.republish_retained().await.unwrap(), 0);
+}
+
+async fn a_failed_publish_leaves_rows_unpublished(f: Fixture) {
+    use chat_core::queue::{Queue, RedisQueue};
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    s.insert_chat(app.id, 1, now()).await.unwrap();
+    let down = RedisQueue::connect("redis://127.0.0.1:1", "x:", Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(s.relay_outbox(10, &down).await.is_err());
+    assert_eq!(
+        s.outbox_waiting().await.unwrap(),
+        1,
+        "nothing lost, nothing marked"
+    );
+    let _ = down.backend();
+}
+
+async fn state_swaps_are_exclusive(f: Fixture) {
+    let s = &f.store;
+    assert_eq!(s.state("k").await.unwrap(), None);
+    assert!(s.swap_state("k", None, "one").await.unwrap());
+    assert!(
+        !s.swap_state("k", None, "two").await.unwrap(),
+        "already present"
+    );
+    assert!(
+        !s.swap_state("k", Some("zero"), "two").await.unwrap(),
+        "stale expectation"
+    );
+    assert!(s.swap_state("k", Some("one"), "two").await.unwrap());
+    assert_eq!(s.state("k").await.unwrap().as_deref(), Some("two"));
+}
+
+async fn recounts_are_exact_and_idempotent(f: Fixture) {
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let old = now() - chrono::Duration::seconds(120);
+    let chat = s.insert_chat(app.id, 1, old).await.unwrap();
+    s.insert_chat(app.id, 2, now()).await.unwrap();
+    // Old (settled) and fresh rows, with 3 still in flight.
+    for n in [1, 2] {
+        s.insert_message(&chat, n, "old", old).await.unwrap();
+    }
+    for n in [4, 5, 6] {
+        s.insert_message(&chat, n, "new", now()).await.unwrap();
+    }
+    let settle = now() - chrono::Duration::seconds(30);
+    assert_eq!(s.recount_chat(chat.id, settle, false).await.unwrap(), 5);
+    assert_eq!(
+        s.recount_chat(chat.id, settle, false).await.unwrap(),
+        5,
+        "replaying changes nothing"
+    );
+    // A create that commits after higher numbers did is still counted: rows younger than the
+    // settle horizon are never behind the watermark.
+    s.insert_message(&chat, 3, "late", now()).await.unwrap();
+    assert_eq!(s.recount_chat(chat.id, settle, false).await.unwrap(), 6);
+    let stored = s.chat_by_token(TOKEN, 1).await.unwrap().unwrap();
+    assert_eq!(stored.messages_count, 6);
+    assert_eq!(
+        s.recount_chat(chat.id, settle, true).await.unwrap(),
+        6,
+        "from scratch agrees"
+    );
+
+    assert_eq!(
+        s.recount_application(app.id, settle, false).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        s.application_by_token(TOKEN)
+            .await
+            .unwrap()
+            .unwrap()
+            .chats_count,
+        2
+    );
+    assert_eq!(s.recount_chat(999_999, settle, false).await.unwrap(), 0);
+}
+
+async fn repair_scans_walk_everything_in_id_order(f: Fixture) {
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let c1 = s.insert_chat(app.id, 1, now()).await.unwrap();
+    let c2 = s.insert_chat(app.id, 2, now()).await.unwrap();
+    for n in 1..=3 {
+        s.insert_message(&c1, n, "x", now()).await.unwrap();
+        s.insert_message(&c2, n, "y", now()).await.unwrap();
+    }
+    let first = s.messages_by_id(0, 4, None).await.unwrap();
+    let rest = s
+        .messages_by_id(first.last().unwrap().id, 4, None)
+        .await
+        .unwrap();
+    assert_eq!((first.len(), rest.len()), (4, 2));
+    assert_eq!(s.messages_by_id(0, 10, Some(c2.id)).await.unwrap().len(), 3);
+    assert_eq!(s.chat_ids(0, 10).await.unwrap(), vec![c1.id, c2.id]);
+    assert_eq!(s.application_ids(0, 10).await.unwrap(), vec![app.id]);
+    assert_eq!(s.totals().await.unwrap(), (1, 2, 6));
 }

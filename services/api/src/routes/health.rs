@@ -41,6 +41,8 @@ pub struct Checks {
     database: Check,
     /// Reported, but not a reason to be unready: creates answer 503 themselves while it is down.
     numbering: Check,
+    /// Reported, but not a reason to be unready: search answers 503 itself while it is down.
+    search: Check,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -71,6 +73,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             database: Err("health check timed out".into()),
             numbering: Err("health check timed out".into()),
             numbering_backend: "unknown",
+            search: Err("health check timed out".into()),
+            search_backend: "unknown",
         },
     };
     let check = |result: &Result<(), String>, backend| Check {
@@ -86,6 +90,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         checks: Checks {
             database: check(&health.database, None),
             numbering: check(&health.numbering, Some(health.numbering_backend)),
+            search: check(&health.search, Some(health.search_backend)),
         },
     };
     let status = if ready {

@@ -2,3 +2,4 @@ pub mod applications;
 pub mod chats;
 pub mod health;
 pub mod messages;
+pub mod search;

@@ -14,11 +14,15 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{Application, Chat, Message, Page, PageRequest, Sequence};
 use crate::error::Result;
+use crate::queue::Queue;
 
-/// Durable storage of applications, chats and messages.
+/// Durable storage of applications, chats and messages, and of the outbox their events go
+/// through.
 ///
 /// Inserts that hit a unique key answer [`crate::Error::Taken`] and change nothing, so the
-/// caller can pick another number and retry. Each call is one transaction.
+/// caller can pick another number and retry. Each call is one transaction; a write that emits
+/// an event (chat created, message created or updated) writes its outbox row in that same
+/// transaction.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Fails when the database cannot serve a trivial query.
@@ -50,16 +54,17 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_message(
         &self,
-        chat_id: i64,
+        chat: &Chat,
         number: i64,
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<Message>;
     async fn message(&self, chat_id: i64, number: i64) -> Result<Option<Message>>;
     async fn messages(&self, chat_id: i64, page: PageRequest) -> Result<Page<Message>>;
+    /// Replaces the body and bumps the version.
     async fn update_message(
         &self,
-        chat_id: i64,
+        chat: &Chat,
         number: i64,
         body: &str,
         now: DateTime<Utc>,
@@ -67,6 +72,53 @@ pub trait Store: Send + Sync + 'static {
 
     /// The highest number used in a sequence (0 when empty): the floor for re-seeding numbering.
     async fn max_number(&self, sequence: Sequence) -> Result<i64>;
+
+    /// Publishes up to `limit` unpublished outbox rows to `queue`, in id order, and marks them
+    /// published once the queue has them. Rows other relays are publishing are skipped, never
+    /// waited for. Answers how many rows it published.
+    async fn relay_outbox(&self, limit: u32, queue: &dyn Queue) -> Result<usize>;
+    /// Marks every retained (published, not yet purged) row unpublished again, so the relay
+    /// re-publishes it after the queue lost its contents. Answers how many.
+    async fn republish_retained(&self) -> Result<u64>;
+    /// Deletes rows published before the cutoff (the retention window).
+    async fn purge_outbox(&self, published_before: DateTime<Utc>) -> Result<u64>;
+    async fn outbox_waiting(&self) -> Result<i64>;
+
+    /// A small named value background roles coordinate through.
+    async fn state(&self, name: &str) -> Result<Option<String>>;
+    /// Sets `name` to `new` when its current value is `expected` (`None`: absent). Answers
+    /// whether it did, so exactly one of several racing processes wins.
+    async fn swap_state(&self, name: &str, expected: Option<&str>, new: &str) -> Result<bool>;
+
+    /// Recomputes a chat's `messages_count` exactly, counting only rows past its settled
+    /// watermark (rows created before `settled_before` can no longer appear below it) unless
+    /// `from_scratch`. Answers the count; 0 for a chat that does not exist.
+    async fn recount_chat(
+        &self,
+        chat_id: i64,
+        settled_before: DateTime<Utc>,
+        from_scratch: bool,
+    ) -> Result<i64>;
+    /// The same for an application's `chats_count`.
+    async fn recount_application(
+        &self,
+        application_id: i64,
+        settled_before: DateTime<Utc>,
+        from_scratch: bool,
+    ) -> Result<i64>;
+
+    /// Messages in id order after `after_id` (optionally of one chat): the repair commands'
+    /// resumable scan.
+    async fn messages_by_id(
+        &self,
+        after_id: i64,
+        limit: u32,
+        chat_id: Option<i64>,
+    ) -> Result<Vec<Message>>;
+    async fn chat_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
+    async fn application_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
+    /// (applications, chats, messages) rows, for progress reporting.
+    async fn totals(&self) -> Result<(i64, i64, i64)>;
 }
 
 /// Compares the migrations this binary ships with those recorded in the database, so an `api`

@@ -25,13 +25,50 @@ pub const MAX_CHAT_NUMBER: &str =
 
 pub const INSERT_MESSAGE: &str =
     "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)";
-pub const MESSAGE: &str = "SELECT id, chat_id, number, body, created_at, updated_at \
+pub const MESSAGE: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
      FROM messages WHERE chat_id = ? AND number = ?";
-pub const MESSAGES_AFTER: &str = "SELECT id, chat_id, number, body, created_at, updated_at \
+pub const MESSAGES_AFTER: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
      FROM messages WHERE chat_id = ? AND number > ? ORDER BY number ASC LIMIT ?";
-pub const MESSAGES_BEFORE: &str = "SELECT id, chat_id, number, body, created_at, updated_at \
+pub const MESSAGES_BEFORE: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
      FROM messages WHERE chat_id = ? AND number < ? ORDER BY number DESC LIMIT ?";
-pub const UPDATE_MESSAGE: &str =
-    "UPDATE messages SET body = ?, updated_at = ? WHERE chat_id = ? AND number = ?";
+pub const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?, updated_at = ?, version = version + 1 WHERE chat_id = ? AND number = ?";
 pub const MAX_MESSAGE_NUMBER: &str =
     "SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?";
+
+pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (payload, created_at) VALUES (?, ?)";
+pub const REPUBLISH_RETAINED: &str =
+    "UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL";
+pub const PURGE_OUTBOX: &str =
+    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?";
+pub const OUTBOX_WAITING: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
+
+pub const STATE: &str = "SELECT value FROM system_state WHERE name = ?";
+pub const INSERT_STATE: &str =
+    "INSERT INTO system_state (name, value, updated_at) VALUES (?, ?, ?)";
+pub const SWAP_STATE: &str =
+    "UPDATE system_state SET value = ?, updated_at = ? WHERE name = ? AND value = ?";
+
+// Counting past a settled watermark: `h` is the highest number whose row is older than the
+// settle horizon; rows up to it are final, rows past it are counted afresh each time.
+pub const MESSAGES_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM messages \
+     WHERE chat_id = ? AND number > ? AND created_at < ?";
+pub const MESSAGES_COUNT_RANGE: &str =
+    "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND number > ? AND number <= ?";
+pub const UPDATE_CHAT_COUNTS: &str =
+    "UPDATE chats SET counted_number = ?, counted_messages = ?, messages_count = ? WHERE id = ?";
+pub const CHATS_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM chats \
+     WHERE chat_application_id = ? AND number > ? AND created_at < ?";
+pub const CHATS_COUNT_RANGE: &str =
+    "SELECT COUNT(*) FROM chats WHERE chat_application_id = ? AND number > ? AND number <= ?";
+pub const UPDATE_APPLICATION_COUNTS: &str = "UPDATE chat_applications SET counted_number = ?, counted_chats = ?, chats_count = ? WHERE id = ?";
+
+pub const MESSAGES_BY_ID: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
+     FROM messages WHERE id > ? ORDER BY id LIMIT ?";
+pub const CHAT_MESSAGES_BY_ID: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
+     FROM messages WHERE chat_id = ? AND id > ? ORDER BY id LIMIT ?";
+pub const CHAT_IDS: &str = "SELECT id FROM chats WHERE id > ? ORDER BY id LIMIT ?";
+pub const APPLICATION_IDS: &str =
+    "SELECT id FROM chat_applications WHERE id > ? ORDER BY id LIMIT ?";
+pub const COUNT_MESSAGES: &str = "SELECT COUNT(*) FROM messages";
+pub const COUNT_CHATS: &str = "SELECT COUNT(*) FROM chats";
+pub const COUNT_APPLICATIONS: &str = "SELECT COUNT(*) FROM chat_applications";

@@ -1,0 +1,145 @@
+//! The counter role: keeps `chats_count` and `messages_count` exact, a flush interval behind.
+//!
+//! Coalesced and idempotent: a batch of events only says *which* applications and chats changed;
+//! each flush recounts those from the database (past their settled watermark), so replays and
+//! redeliveries change nothing. Events are acknowledged only after the recount committed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{ConsumerConfig, Stop, backoff, give_up_or_retry, pause, stopping};
+use crate::events::{Envelope, Event};
+use crate::queue::{Delivery, Group, Queue};
+use crate::store::Store;
+
+/// Rows older than this can no longer appear below the watermark: every create commits within
+/// it (pool wait and statement time are bounded well below it).
+pub const SETTLE: Duration = Duration::from_secs(30);
+const BATCH: usize = 1000;
+
+pub struct Counter {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub config: ConsumerConfig,
+    pub flush_every: Duration,
+}
+
+#[derive(Default)]
+struct Dirty {
+    applications: BTreeSet<i64>,
+    chats: BTreeSet<i64>,
+    acks: Vec<String>,
+}
+
+impl Counter {
+    pub async fn run(self, mut stop: Stop) {
+        let mut dirty = Dirty::default();
+        let mut last_flush = Instant::now();
+        let mut failures = 0u32;
+        loop {
+            let stopping_now = stopping(&stop);
+            if !stopping_now {
+                let wait = self
+                    .flush_every
+                    .saturating_sub(last_flush.elapsed())
+                    .min(Duration::from_millis(200));
+                match self
+                    .queue
+                    .receive(
+                        Group::Counter,
+                        &self.config.consumer,
+                        BATCH,
+                        wait,
+                        self.config.claim_idle,
+                    )
+                    .await
+                {
+                    Ok(deliveries) => self.collect(deliveries, &mut dirty).await,
+                    Err(err) => {
+                        failures += 1;
+                        tracing::warn!(error = %err, "counter cannot read the queue; retrying");
+                        pause(&mut stop, backoff(failures)).await;
+                        continue;
+                    }
+                }
+            }
+            if stopping_now || last_flush.elapsed() >= self.flush_every {
+                match self.flush(&mut dirty).await {
+                    Ok(()) => failures = 0,
+                    Err(err) => {
+                        failures += 1;
+                        tracing::warn!(error = %err, "count flush failed; keeping the dirty set for the next one");
+                        if stopping_now {
+                            // Unacknowledged events are delivered again to whoever runs next.
+                            return;
+                        }
+                        pause(&mut stop, backoff(failures)).await;
+                    }
+                }
+                last_flush = Instant::now();
+            }
+            if stopping_now {
+                return;
+            }
+        }
+    }
+
+    async fn collect(&self, deliveries: Vec<Delivery>, dirty: &mut Dirty) {
+        for delivery in deliveries {
+            match Envelope::parse(&delivery.payload) {
+                Ok(envelope) => {
+                    match envelope.event {
+                        Event::ChatCreated { application_id, .. } => {
+                            dirty.applications.insert(application_id);
+                        }
+                        Event::MessageCreated(m) => {
+                            dirty.chats.insert(m.chat_id);
+                        }
+                        // An edit changes no count.
+                        Event::MessageUpdated(_) => {}
+                    }
+                    dirty.acks.push(delivery.id);
+                }
+                Err(error) => {
+                    give_up_or_retry(
+                        self.queue.as_ref(),
+                        Group::Counter,
+                        &self.config,
+                        &delivery,
+                        &error,
+                    )
+                    .await
+                }
+            }
+        }
+    }
+
+    async fn flush(&self, dirty: &mut Dirty) -> crate::Result<()> {
+        if dirty.acks.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let settled_before =
+            crate::domain::now() - chrono::Duration::from_std(SETTLE).expect("small duration");
+        // Recounted ones leave the set as they succeed, so a failure midway repeats only the rest.
+        while let Some(&id) = dirty.applications.first() {
+            self.store
+                .recount_application(id, settled_before, false)
+                .await?;
+            dirty.applications.remove(&id);
+        }
+        while let Some(&id) = dirty.chats.first() {
+            self.store.recount_chat(id, settled_before, false).await?;
+            dirty.chats.remove(&id);
+        }
+        self.queue.ack(Group::Counter, &dirty.acks).await?;
+        tracing::debug!(
+            events = dirty.acks.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "counts flushed"
+        );
+        dirty.acks.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,153 @@
+//! The indexer role: message events → the search index, in batches (up to N documents or T
+//! milliseconds). Each document is acknowledged only once the index holds it; the index keeps
+//! the newest version per `{chat_id}:{number}`, so redeliveries and replays never duplicate or
+//! resurrect anything.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{ConsumerConfig, Stop, backoff, give_up_or_retry, pause, stopping};
+use crate::events::{Envelope, Event};
+use crate::queue::{Delivery, Group, Queue};
+use crate::search::{SearchDocument, SearchIndex};
+
+pub struct Indexer {
+    pub index: Arc<dyn SearchIndex>,
+    pub queue: Arc<dyn Queue>,
+    pub config: ConsumerConfig,
+    pub batch: usize,
+    pub flush_after: Duration,
+}
+
+impl Indexer {
+    pub async fn run(self, mut stop: Stop) {
+        let mut failures = 0u32;
+        loop {
+            if stopping(&stop) {
+                return;
+            }
+            let batch = match self.gather(&stop).await {
+                Ok(batch) => batch,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(error = %err, "indexer cannot read the queue; retrying");
+                    pause(&mut stop, backoff(failures)).await;
+                    continue;
+                }
+            };
+            failures = 0;
+            if !batch.is_empty() {
+                // Even during shutdown the gathered batch is written and acknowledged.
+                self.write(batch, &mut stop).await;
+            }
+        }
+    }
+
+    /// Up to `batch` deliveries, waiting at most `flush_after` once the first one arrived.
+    async fn gather(&self, stop: &Stop) -> crate::Result<Vec<Delivery>> {
+        let mut batch = Vec::new();
+        let mut first_at: Option<Instant> = None;
+        while batch.len() < self.batch && !stopping(stop) {
+            let wait = match first_at {
+                None => Duration::from_millis(500),
+                Some(at) => match self.flush_after.checked_sub(at.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => break,
+                },
+            };
+            let got = self
+                .queue
+                .receive(
+                    Group::Indexer,
+                    &self.config.consumer,
+                    self.batch - batch.len(),
+                    wait,
+                    self.config.claim_idle,
+                )
+                .await?;
+            if !got.is_empty() && first_at.is_none() {
+                first_at = Some(Instant::now());
+            }
+            if got.is_empty() && first_at.is_none() && !batch.is_empty() {
+                break;
+            }
+            batch.extend(got);
+        }
+        Ok(batch)
+    }
+
+    async fn write(&self, batch: Vec<Delivery>, stop: &mut Stop) {
+        let mut documents = Vec::new();
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut done: Vec<String> = Vec::new();
+        let mut failed: Vec<(usize, String)> = Vec::new();
+        for (i, delivery) in batch.iter().enumerate() {
+            match Envelope::parse(&delivery.payload) {
+                Ok(envelope) => match envelope.event {
+                    Event::MessageCreated(m) | Event::MessageUpdated(m) => {
+                        let doc = SearchDocument {
+                            chat_id: m.chat_id,
+                            number: m.number,
+                            body: m.body,
+                            version: m.version,
+                            created_at: m.created_at,
+                        };
+                        by_key.entry(doc.key()).or_default().push(i);
+                        documents.push(doc);
+                    }
+                    Event::ChatCreated { .. } => done.push(delivery.id.clone()),
+                },
+                Err(error) => failed.push((i, error)),
+            }
+        }
+        let mut attempt = 0u32;
+        let report = loop {
+            if documents.is_empty() {
+                break Default::default();
+            }
+            match self.index.upsert(documents.clone()).await {
+                Ok(report) => break report,
+                Err(err) => {
+                    // An outage is not the events' fault: keep the batch and wait, counting no
+                    // attempts against the entries.
+                    attempt += 1;
+                    tracing::warn!(error = %err, attempt, "search index unavailable; retrying the batch");
+                    if pause(stop, backoff(attempt)).await {
+                        // Shutting down: leave the batch pending; it is delivered again later.
+                        return;
+                    }
+                }
+            }
+        };
+        let rejected: HashMap<&str, &str> = report
+            .rejected
+            .iter()
+            .map(|(key, reason)| (key.as_str(), reason.as_str()))
+            .collect();
+        for (key, positions) in &by_key {
+            for &i in positions {
+                match rejected.get(key.as_str()) {
+                    Some(reason) => {
+                        failed.push((i, format!("search index rejected {key}: {reason}")))
+                    }
+                    None => done.push(batch[i].id.clone()),
+                }
+            }
+        }
+        if let Err(err) = self.queue.ack(Group::Indexer, &done).await {
+            tracing::warn!(error = %err, "could not acknowledge indexed events; they will be redelivered (harmless)");
+        }
+        for (i, error) in failed {
+            give_up_or_retry(
+                self.queue.as_ref(),
+                Group::Indexer,
+                &self.config,
+                &batch[i],
+                &error,
+            )
+            .await;
+        }
+        tracing::debug!(documents = by_key.len(), "batch indexed");
+    }
+}

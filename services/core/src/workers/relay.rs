@@ -1,0 +1,121 @@
+//! The outbox relay: publishes committed events to the queue. Runs in the api role (several
+//! replicas may run it at once) and in `serve`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::{Stop, backoff, pause, stopping};
+use crate::error::Result;
+use crate::queue::Queue;
+use crate::store::Store;
+
+const BATCH: u32 = 500;
+/// Idle polling interval: other replicas' writes are found this fast even without a nudge.
+const POLL: Duration = Duration::from_millis(50);
+const ENSURE_EVERY: Duration = Duration::from_secs(1);
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+/// The `system_state` entry holding the queue epoch the outbox was last published under.
+const EPOCH_STATE: &str = "queue_epoch";
+
+pub struct Relay {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    /// Poked after each local write so events go out at once.
+    pub wake: Arc<Notify>,
+    /// How long published rows are kept for re-publishing after a queue loss.
+    pub retention: Duration,
+}
+
+impl Relay {
+    pub async fn run(self, mut stop: Stop) {
+        let mut seen_epoch: Option<String> = None;
+        let mut last_ensure: Option<Instant> = None;
+        let mut last_housekeeping = Instant::now();
+        let mut failures = 0u32;
+        while !stopping(&stop) {
+            let round = async {
+                if last_ensure.is_none_or(|t| t.elapsed() >= ENSURE_EVERY) {
+                    self.follow_epoch(&mut seen_epoch).await?;
+                    last_ensure = Some(Instant::now());
+                }
+                let published = self.drain().await?;
+                if last_housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                    self.housekeeping().await?;
+                    last_housekeeping = Instant::now();
+                }
+                Ok::<_, crate::Error>(published)
+            };
+            match round.await {
+                Ok(_) => failures = 0,
+                Err(err) => {
+                    failures += 1;
+                    tracing::warn!(error = %err, failures, "outbox relay round failed; retrying");
+                    if pause(&mut stop, backoff(failures)).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Whatever was committed before the stop goes out now if the queue is there.
+        if let Err(err) = self.drain().await {
+            tracing::warn!(error = %err, "outbox not fully published at shutdown; the next relay will");
+        }
+    }
+
+    /// Publishes until nothing is waiting.
+    pub async fn drain(&self) -> Result<usize> {
+        let mut total = 0;
+        loop {
+            let n = self.store.relay_outbox(BATCH, self.queue.as_ref()).await?;
+            total += n;
+            if n < BATCH as usize {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// When the queue's epoch changed (it lost its contents), exactly one relay wins the swap in
+    /// the database and marks the retained rows for re-publishing.
+    async fn follow_epoch(&self, seen: &mut Option<String>) -> Result<()> {
+        let epoch = self.queue.ensure().await?;
+        if seen.as_deref() == Some(epoch.as_str()) {
+            return Ok(());
+        }
+        let recorded = self.store.state(EPOCH_STATE).await?;
+        if recorded.as_deref() != Some(epoch.as_str())
+            && self
+                .store
+                .swap_state(EPOCH_STATE, recorded.as_deref(), &epoch)
+                .await?
+        {
+            let rows = self.store.republish_retained().await?;
+            if recorded.is_some() {
+                tracing::warn!(
+                    rows,
+                    "the queue lost its contents; re-publishing retained outbox rows"
+                );
+            }
+        }
+        *seen = Some(epoch);
+        Ok(())
+    }
+
+    async fn housekeeping(&self) -> Result<()> {
+        let cutoff = crate::domain::now()
+            - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::minutes(15));
+        let purged = self.store.purge_outbox(cutoff).await?;
+        let trimmed = self.queue.trim().await?;
+        if purged > 0 || trimmed > 0 {
+            tracing::debug!(purged, trimmed, "outbox purged and stream trimmed");
+        }
+        Ok(())
+    }
+}
