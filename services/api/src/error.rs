@@ -135,7 +135,10 @@ impl ApiError {
                     "search is unavailable; retry later".into(),
                     None,
                 ),
-                Core::Database(_) | Core::Migration(_) | Core::Config(_) => (
+                Core::Database(_)
+                | Core::Migration(_)
+                | Core::Config(_)
+                | Core::SearchRejected(_) => (
                     S::INTERNAL_SERVER_ERROR,
                     "internal",
                     "Internal server error",

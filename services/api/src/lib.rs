@@ -89,20 +89,27 @@ pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/up", get(routes::health::up))
         .route("/readyz", get(routes::health::readyz))
-        .route(
-            "/metrics",
-            get(
-                |axum::extract::State(state): axum::extract::State<AppState>| async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        state.metrics.render(),
-                    )
-                },
-            ),
-        )
+        .route("/metrics", get(metrics_text))
         .fallback(|| async { ApiError::RouteNotFound.into_response() })
         .with_state(state)
+}
+
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl IntoResponse {
+    if let Some(queue) = &state.queue {
+        // A scrape must not hang on a Redis outage; stale gauges are better than none.
+        match tokio::time::timeout(std::time::Duration::from_secs(1), queue.stats()).await {
+            Ok(Ok(stats)) => state.metrics.observe_queue(&stats),
+            Ok(Err(err)) => tracing::debug!(error = %err, "queue stats unavailable"),
+            Err(_) => tracing::debug!("queue stats timed out"),
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }

@@ -7,7 +7,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::state::AppState;
@@ -17,6 +18,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     duration: HistogramVec,
     in_flight: IntGauge,
+    queue_length: IntGauge,
+    queue_pending: IntGaugeVec,
+    dead_letters: IntGauge,
 }
 
 impl Default for Metrics {
@@ -47,10 +51,28 @@ impl Metrics {
         .expect("valid metric");
         let in_flight = IntGauge::new("http_requests_in_flight", "HTTP requests being served")
             .expect("valid metric");
+        let queue_length = IntGauge::new("chat_queue_length", "Entries in the event stream")
+            .expect("valid metric");
+        let queue_pending = IntGaugeVec::new(
+            Opts::new(
+                "chat_queue_pending",
+                "Entries delivered to a consumer group and not yet acknowledged",
+            ),
+            &["group"],
+        )
+        .expect("valid metric");
+        let dead_letters = IntGauge::new(
+            "chat_queue_dead_letters",
+            "Entries in the dead-letter stream",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
             Box::new(in_flight.clone()),
+            Box::new(queue_length.clone()),
+            Box::new(queue_pending.clone()),
+            Box::new(dead_letters.clone()),
         ] {
             registry
                 .register(collector)
@@ -61,6 +83,20 @@ impl Metrics {
             requests,
             duration,
             in_flight,
+            queue_length,
+            queue_pending,
+            dead_letters,
+        }
+    }
+
+    /// Refreshes the queue gauges (at scrape time: they are cheap reads of the queue).
+    pub fn observe_queue(&self, stats: &chat_core::queue::QueueStats) {
+        self.queue_length.set(stats.length as i64);
+        self.dead_letters.set(stats.dead_letters as i64);
+        for (group, pending) in &stats.pending {
+            self.queue_pending
+                .with_label_values(&[group.name()])
+                .set(*pending as i64);
         }
     }
 

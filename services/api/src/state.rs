@@ -1,6 +1,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use chat_core::queue::Queue;
 use chat_core::service::ChatService;
 
 use crate::metrics::Metrics;
@@ -11,6 +12,8 @@ pub struct AppState {
     pub service: ChatService,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
+    /// The queue this process uses, reported in `/metrics` (length, pending, dead letters).
+    pub queue: Option<Arc<dyn Queue>>,
 }
 
 impl AppState {
@@ -19,7 +22,13 @@ impl AppState {
             service,
             lifecycle: Arc::new(Lifecycle::default()),
             metrics: Arc::new(Metrics::new()),
+            queue: None,
         }
+    }
+
+    pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 }
 

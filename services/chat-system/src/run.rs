@@ -124,7 +124,7 @@ pub async fn open(settings: &Settings, schema: Schema, access: Access) -> Result
 
 async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access) -> Result<()> {
     let backend = open(settings, schema, access).await?;
-    let state = AppState::new(backend.service.clone());
+    let state = AppState::new(backend.service.clone()).with_queue(backend.queue.clone());
     let public = if roles.public_api {
         Some(bind(settings.listen, "CHAT_LISTEN").await?)
     } else {

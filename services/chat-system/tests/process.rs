@@ -146,6 +146,87 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
         dir.join("chat.db").exists(),
         "the SQLite file lives in CHAT_DATA_DIR"
     );
+    assert!(
+        metrics.contains("chat_queue_length"),
+        "queue gauges: {metrics}"
+    );
+
+    // Every role runs in the one process: counts and search follow a create, then an edit.
+    let base = format!("http://127.0.0.1:{port}");
+    let app: serde_json::Value = client
+        .post(format!("{base}/chat_applications"))
+        .json(&serde_json_name("embedded"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap();
+    client
+        .post(format!("{base}/chat_applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    let created = client
+        .post(format!("{base}/chat_applications/{token}/chats/1/messages"))
+        .json(&serde_json::json!({"body": "hello embedded world"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            client
+                .get(path)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let chat = get(format!("{base}/chat_applications/{token}/chats/1")).await;
+        let found = get(format!(
+            "{base}/chat_applications/{token}/chats/1/messages/search?q=embed"
+        ))
+        .await;
+        if chat["messages_count"] == 1 && found["data"].as_array().is_some_and(|d| d.len() == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "counts/search did not follow: {chat} {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    client
+        .patch(format!(
+            "{base}/chat_applications/{token}/chats/1/messages/1"
+        ))
+        .json(&serde_json::json!({"body": "goodbye"}))
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let found = get(format!(
+            "{base}/chat_applications/{token}/chats/1/messages/search?q=goodbye"
+        ))
+        .await;
+        if found["data"].as_array().is_some_and(|d| d.len() == 1) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "search did not follow the edit: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let started = Instant::now();
     stop(&mut serve, Duration::from_secs(10));
@@ -197,4 +278,89 @@ fn stop(child: &mut std::process::Child, within: Duration) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[tokio::test]
+async fn a_killed_serve_loses_nothing_after_restart() {
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve_kill"));
+    let (port, admin) = (free_port(), free_port());
+    let start = || {
+        bin()
+            .arg("serve")
+            .env("CHAT_DATA_DIR", &dir)
+            .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let mut serve = start();
+    wait_ready(admin).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let app: serde_json::Value = client
+        .post(format!("{base}/chat_applications"))
+        .json(&serde_json_name("crash"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap().to_owned();
+    client
+        .post(format!("{base}/chat_applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let r = client
+            .post(format!("{base}/chat_applications/{token}/chats/1/messages"))
+            .json(&serde_json::json!({"body": format!("zeta {i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    serve.kill().unwrap(); // SIGKILL right after the last 201
+    serve.wait().unwrap();
+    println!("injected: SIGKILL of serve right after 20 acknowledged creates");
+
+    let mut serve = start();
+    wait_ready(admin).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let chat: serde_json::Value = client
+            .get(format!("{base}/chat_applications/{token}/chats/1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found: serde_json::Value = client
+            .get(format!(
+                "{base}/chat_applications/{token}/chats/1/messages/search?q=zeta&limit=100"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hits = found["data"].as_array().map_or(0, |d| d.len());
+        if chat["messages_count"] == 20 && hits == 20 {
+            println!("checked: acknowledged = stored = indexed = counted = 20");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restart: count {} hits {hits}",
+            chat["messages_count"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
 }

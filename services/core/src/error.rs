@@ -34,6 +34,11 @@ pub enum Error {
     #[error("search unavailable: {0}")]
     SearchUnavailable(String),
 
+    /// The search backend refused a request as such (too large, malformed): retrying it
+    /// unchanged cannot succeed, a smaller or different one may.
+    #[error("search request rejected: {0}")]
+    SearchRejected(String),
+
     /// A database error that is not the client's fault and not an outage: a bug or a schema drift.
     #[error("database error: {0}")]
     Database(String),

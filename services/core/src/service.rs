@@ -212,8 +212,12 @@ impl ChatService {
     }
 
     pub async fn health(&self) -> Health {
-        let (database, numbering, search) =
-            tokio::join!(self.store.ping(), self.numbers.ping(), self.search.ping());
+        // Each dependency gets its own deadline, so a slow one never reads as another one down.
+        let (database, numbering, search) = tokio::join!(
+            within(self.store.ping()),
+            within(self.numbers.ping()),
+            within(self.search.ping())
+        );
         Health {
             database: database.map_err(|e| e.to_string()),
             numbering: numbering.map_err(|e| e.to_string()),
@@ -257,5 +261,12 @@ impl ChatService {
     async fn reseed(&self, sequence: Sequence) -> Result<i64> {
         let floor = self.store.max_number(sequence).await?;
         self.numbers.next_above(sequence, floor).await
+    }
+}
+
+async fn within(check: impl Future<Output = Result<()>>) -> Result<()> {
+    match tokio::time::timeout(std::time::Duration::from_millis(1500), check).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Config("no answer within 1.5 s".into())),
     }
 }

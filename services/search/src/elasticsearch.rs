@@ -268,8 +268,16 @@ fn is_retryable(status: StatusCode) -> bool {
 
 /// Every failure is `SearchUnavailable`: the port's callers can only retry later, and a
 /// request the cluster refuses as malformed would be a bug here, not the caller's.
+/// 413 and other client errors (but not 404, 408 and 429, which pass) say the request itself
+/// is wrong: retrying it unchanged would never end. Everything else is an outage.
 fn classify(status: StatusCode, what: &str) -> Error {
-    Error::SearchUnavailable(format!("elasticsearch answered {status} {what}"))
+    let message = format!("elasticsearch answered {status} {what}");
+    let permanent = status.is_client_error() && !matches!(status.as_u16(), 404 | 408 | 409 | 429);
+    if permanent {
+        Error::SearchRejected(message)
+    } else {
+        Error::SearchUnavailable(message)
+    }
 }
 
 async fn failed(what: &str, status: StatusCode, response: Response) -> Error {

@@ -213,14 +213,29 @@ impl SearchIndex for TantivyIndex {
                 write::Versions::new(opened.fields, &searcher).map_err(unavailable)?;
             let mut analyzer = schema::words_analyzer();
             let mut changed = false;
+            let mut added = Ok(());
             for doc in write::dedupe(documents) {
-                changed |= versions
-                    .write(&writer, &mut analyzer, &doc)
-                    .map_err(unavailable)?;
+                match versions.write(&writer, &mut analyzer, &doc) {
+                    Ok(wrote) => changed |= wrote,
+                    Err(err) => {
+                        added = Err(unavailable(err));
+                        break;
+                    }
+                }
             }
             drop(versions);
-            if changed {
-                commit(&mut writer, &opened)?;
+            // A half-added batch must not ride along with the next commit: the retry adds
+            // the same documents again.
+            let outcome = added.and_then(|()| {
+                if changed {
+                    commit(&mut writer, &opened)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(err) = outcome {
+                let _ = writer.rollback();
+                return Err(err);
             }
             Ok(UpsertReport::default())
         })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{DeadLetter, Delivery, Group, Queue, QueueStats};
+use super::{DeadLetter, Delivery, Group, Queue, QueueStats, Trimmed};
 use crate::error::Result;
 
 pub struct LocalQueue {
@@ -21,6 +21,8 @@ pub struct LocalQueue {
 #[derive(Default)]
 struct State {
     entries: BTreeMap<u64, String>,
+    /// When each entry was published (for [`Trimmed::done_before`]).
+    published: BTreeMap<u64, chrono::DateTime<chrono::Utc>>,
     next_id: u64,
     groups: HashMap<Group, GroupState>,
     dead: BTreeMap<u64, DeadLetter>,
@@ -117,6 +119,7 @@ impl Queue for LocalQueue {
                 state.next_id += 1;
                 let id = state.next_id;
                 state.entries.insert(id, payload.clone());
+                state.published.insert(id, crate::domain::now());
             }
         }
         self.arrived.notify_waiters();
@@ -183,7 +186,7 @@ impl Queue for LocalQueue {
         self.ack(group, std::slice::from_ref(&delivery.id)).await
     }
 
-    async fn trim(&self) -> Result<u64> {
+    async fn trim(&self) -> Result<Trimmed> {
         let mut state = self.lock();
         let keep_from = state
             .groups
@@ -199,7 +202,20 @@ impl Queue for LocalQueue {
             .unwrap_or(0);
         let keep = state.entries.split_off(&keep_from);
         let removed = std::mem::replace(&mut state.entries, keep).len();
-        Ok(removed as u64)
+        let published = state.published.split_off(&keep_from);
+        state.published = published;
+        let done_before = Some(
+            state
+                .published
+                .values()
+                .next()
+                .copied()
+                .unwrap_or_else(crate::domain::now),
+        );
+        Ok(Trimmed {
+            removed: removed as u64,
+            done_before,
+        })
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

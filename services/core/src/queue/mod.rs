@@ -86,8 +86,8 @@ pub trait Queue: Send + Sync + 'static {
     /// Moves an entry to the dead-letter list with its error and acknowledges it.
     async fn dead_letter(&self, group: Group, delivery: &Delivery, error: &str) -> Result<()>;
 
-    /// Removes entries every group has acknowledged; answers how many.
-    async fn trim(&self) -> Result<u64>;
+    /// Removes entries every group has acknowledged.
+    async fn trim(&self) -> Result<Trimmed>;
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
 
@@ -98,6 +98,15 @@ pub trait Queue: Send + Sync + 'static {
     async fn stats(&self) -> Result<QueueStats>;
 
     fn backend(&self) -> &'static str;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trimmed {
+    pub removed: u64,
+    /// Every entry published before this instant has been acknowledged by every group (`None`:
+    /// unknown, e.g. a group is missing). The relay purges outbox rows only below it, so an event
+    /// a lagging consumer still needs can always be re-published.
+    pub done_before: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use redis::streams::{
 };
 use redis::{Client, RedisError};
 
-use super::{DeadLetter, Delivery, Group, Queue, QueueStats};
+use super::{DeadLetter, Delivery, Group, Queue, QueueStats, Trimmed};
 use crate::error::{Error, Result};
 
 const PAYLOAD: &str = "e";
@@ -57,8 +57,15 @@ impl RedisQueue {
         &self.stream
     }
 
-    /// Delivery counts of pending entries, from `XPENDING … start end count`.
-    async fn attempts(&self, group: Group, ids: &[String]) -> Result<HashMap<String, u32>> {
+    /// Delivery counts of entries just claimed by `consumer`, from `XPENDING … start end count
+    /// consumer` (filtered by consumer so other consumers' entries in the range don't crowd
+    /// them out).
+    async fn attempts(
+        &self,
+        group: Group,
+        consumer: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, u32>> {
         let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
             return Ok(HashMap::new());
         };
@@ -68,7 +75,8 @@ impl RedisQueue {
             .arg(group.name())
             .arg(first)
             .arg(last)
-            .arg(ids.len() * 2 + 16)
+            .arg(ids.len().max(1000))
+            .arg(consumer)
             .query_async(&mut conn)
             .await?;
         Ok(reply
@@ -154,7 +162,7 @@ impl Queue for RedisQueue {
                 .arg(&epoch)
                 .query_async(&mut conn)
                 .await?;
-            tracing::warn!(stream = %self.stream, "queue groups were missing and have been created; outbox rows will be re-published");
+            tracing::info!(stream = %self.stream, "queue consumer groups created (first start, or Redis lost its data)");
             return Ok(epoch);
         }
         let () = redis::cmd("SET")
@@ -204,7 +212,7 @@ impl Queue for RedisQueue {
         if !claimed.claimed.is_empty() {
             let mut ids: Vec<String> = claimed.claimed.iter().map(|e| e.id.clone()).collect();
             ids.sort_by_key(|id| parse_stream_id(id));
-            let counts = self.attempts(group, &ids).await?;
+            let counts = self.attempts(group, consumer, &ids).await?;
             return Ok(deliveries(claimed.claimed, |id| {
                 counts.get(id).copied().unwrap_or(2)
             }));
@@ -218,7 +226,8 @@ impl Queue for RedisQueue {
             .arg("COUNT")
             .arg(max)
             .arg("BLOCK")
-            .arg(block.as_millis() as u64)
+            // BLOCK 0 would wait forever: a sub-millisecond wait is a 1 ms one.
+            .arg((block.as_millis() as u64).max(1))
             .arg("STREAMS")
             .arg(&self.stream)
             .arg(">")
@@ -283,22 +292,26 @@ impl Queue for RedisQueue {
         Ok(())
     }
 
-    async fn trim(&self) -> Result<u64> {
+    async fn trim(&self) -> Result<Trimmed> {
         let mut conn = self.conn.clone();
         let info: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&self.stream)
             .query_async(&mut conn)
             .await;
+        let unknown = Trimmed {
+            removed: 0,
+            done_before: None,
+        };
         let Ok(info) = info else {
-            return Ok(0); // no stream yet
+            return Ok(unknown); // no stream yet
         };
         let known: Vec<&str> = Group::ALL.iter().map(|g| g.name()).collect();
         if Group::ALL
             .iter()
             .any(|g| !info.groups.iter().any(|i| i.name == g.name()))
         {
-            return Ok(0); // a group is missing: keep everything until it exists again
+            return Ok(unknown); // a group is missing: keep everything until it exists again
         }
         let mut keep_from: Option<(u64, u64)> = None;
         for group in info
@@ -321,11 +334,13 @@ impl Queue for RedisQueue {
             } else {
                 parse_stream_id(&group.last_delivered_id).map(|(ms, seq)| (ms, seq + 1))
             };
-            let Some(needed) = needed else { return Ok(0) };
+            let Some(needed) = needed else {
+                return Ok(unknown);
+            };
             keep_from = Some(keep_from.map_or(needed, |k| k.min(needed)));
         }
         let Some((ms, seq)) = keep_from else {
-            return Ok(0);
+            return Ok(unknown);
         };
         let removed: u64 = redis::cmd("XTRIM")
             .arg(&self.stream)
@@ -333,7 +348,12 @@ impl Queue for RedisQueue {
             .arg(format!("{ms}-{seq}"))
             .query_async(&mut conn)
             .await?;
-        Ok(removed)
+        // Entry ids are the Redis server's clock in milliseconds.
+        let done_before = chrono::DateTime::from_timestamp_millis(ms as i64);
+        Ok(Trimmed {
+            removed,
+            done_before,
+        })
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

@@ -26,6 +26,21 @@ impl MySqlStore {
             .max_connections(pool_size)
             .acquire_timeout(acquire_timeout)
             .test_before_acquire(true)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // READ COMMITTED: the relay's `FOR UPDATE SKIP LOCKED` then locks only the
+                    // rows it claims, not the gap new outbox rows go into, so writes never wait
+                    // on a relay talking to Redis. A short lock wait keeps every create well
+                    // inside the counter's settle window.
+                    sqlx::query("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("SET SESSION innodb_lock_wait_timeout = 10")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_lazy_with(options);
         Ok(MySqlStore { pool })
     }

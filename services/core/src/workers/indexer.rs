@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{ConsumerConfig, Stop, backoff, give_up_or_retry, pause, stopping};
+use crate::error::Error;
 use crate::events::{Envelope, Event};
 use crate::queue::{Delivery, Group, Queue};
-use crate::search::{SearchDocument, SearchIndex};
+use crate::search::{SearchDocument, SearchIndex, UpsertReport};
 
 pub struct Indexer {
     pub index: Arc<dyn SearchIndex>,
@@ -77,6 +78,31 @@ impl Indexer {
         Ok(batch)
     }
 
+    /// Upserts, splitting a batch the backend refuses as a whole (too large, say) until the
+    /// document at fault stands alone and is rejected by itself; the rest is written.
+    async fn upsert_bisecting(
+        &self,
+        documents: Vec<SearchDocument>,
+    ) -> crate::Result<UpsertReport> {
+        let mut report = UpsertReport::default();
+        let mut parts = vec![documents];
+        while let Some(mut part) = parts.pop() {
+            match self.index.upsert(part.clone()).await {
+                Ok(done) => report.rejected.extend(done.rejected),
+                Err(Error::SearchRejected(reason)) if part.len() == 1 => {
+                    report.rejected.push((part[0].key(), reason));
+                }
+                Err(Error::SearchRejected(_)) => {
+                    let second = part.split_off(part.len() / 2);
+                    parts.push(second);
+                    parts.push(part);
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(report)
+    }
+
     async fn write(&self, batch: Vec<Delivery>, stop: &mut Stop) {
         let mut documents = Vec::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
@@ -106,7 +132,7 @@ impl Indexer {
             if documents.is_empty() {
                 break Default::default();
             }
-            match self.index.upsert(documents.clone()).await {
+            match self.upsert_bisecting(documents.clone()).await {
                 Ok(report) => break report,
                 Err(err) => {
                     // An outage is not the events' fault: keep the batch and wait, counting no

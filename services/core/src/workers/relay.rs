@@ -108,14 +108,27 @@ impl Relay {
         Ok(())
     }
 
+    /// Trims the stream, then purges outbox rows past retention that every group is done with
+    /// (a lagging consumer keeps its events re-publishable however long it lags).
     async fn housekeeping(&self) -> Result<()> {
-        let cutoff = crate::domain::now()
-            - chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::minutes(15));
-        let purged = self.store.purge_outbox(cutoff).await?;
         let trimmed = self.queue.trim().await?;
-        if purged > 0 || trimmed > 0 {
-            tracing::debug!(purged, trimmed, "outbox purged and stream trimmed");
+        let Some(done_before) = trimmed.done_before else {
+            return Ok(());
+        };
+        let retention =
+            chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::minutes(15));
+        // Stream ids come from the Redis server's clock, `published_at` from ours: allow skew.
+        let cutoff = (crate::domain::now() - retention).min(done_before - CLOCK_SKEW);
+        let purged = self.store.purge_outbox(cutoff).await?;
+        if purged > 0 || trimmed.removed > 0 {
+            tracing::debug!(
+                purged,
+                trimmed = trimmed.removed,
+                "outbox purged and stream trimmed"
+            );
         }
         Ok(())
     }
 }
+
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
