@@ -236,6 +236,25 @@ async fn search_treats_operators_as_words(app: TestApp) {
         vec![2]
     );
     assert!(numbers(&app.get(&search_path(&token, chat, "*")).await).is_empty());
+    // Punctuation splits words in the index exactly as in the query.
+    app.new_message(&token, chat, "see hello.world and foo_bar, don't")
+        .await;
+    app.wait_until(&search_path(&token, chat, "world"), LAG, |r| {
+        numbers(r) == vec![3]
+    })
+    .await;
+    assert_eq!(
+        numbers(&app.get(&search_path(&token, chat, "bar")).await),
+        vec![3]
+    );
+    assert_eq!(
+        numbers(&app.get(&search_path(&token, chat, "hello.world")).await),
+        vec![3]
+    );
+    assert_eq!(
+        numbers(&app.get(&search_path(&token, chat, "don")).await),
+        vec![3]
+    );
 }
 
 both_modes!(

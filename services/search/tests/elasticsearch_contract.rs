@@ -122,12 +122,18 @@ async fn creates_the_index_with_its_mapping_when_missing() {
         .mount(&server)
         .await;
     let expected = json!({
+        "settings": {
+            "analysis": {
+                "tokenizer": { "words": { "type": "pattern", "pattern": "[^\\p{L}\\p{N}]+" } },
+                "analyzer": { "words": { "type": "custom", "tokenizer": "words", "filter": ["lowercase"] } }
+            }
+        },
         "mappings": {
             "dynamic": "strict",
             "properties": {
                 "chat_id": { "type": "long" },
                 "number": { "type": "long" },
-                "body": { "type": "text", "analyzer": "standard", "index_prefixes": { "min_chars": 1, "max_chars": 10 } },
+                "body": { "type": "text", "analyzer": "words", "index_prefixes": { "min_chars": 1, "max_chars": 10 } },
                 "created_at": { "type": "date" },
                 "version": { "type": "long", "index": false }
             }

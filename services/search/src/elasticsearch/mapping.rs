@@ -8,8 +8,23 @@ pub const MAX_PREFIX_CHARS: u32 = 10;
 
 /// `dynamic: strict` so a document that does not fit the mapping is rejected (reported) rather
 /// than silently adding fields.
+///
+/// The `words` analyzer splits on anything that is not a letter or a digit and lowercases —
+/// exactly how `query_words` splits a query and how the embedded index tokenizes — so
+/// `hello.world`, `foo_bar` and `don't` are two words in the index as in the query. (The
+/// `standard` analyzer would keep them whole and such searches would find nothing.)
 pub fn index_definition() -> Value {
     json!({
+        "settings": {
+            "analysis": {
+                "tokenizer": {
+                    "words": { "type": "pattern", "pattern": "[^\\p{L}\\p{N}]+" }
+                },
+                "analyzer": {
+                    "words": { "type": "custom", "tokenizer": "words", "filter": ["lowercase"] }
+                }
+            }
+        },
         "mappings": {
             "dynamic": "strict",
             "properties": {
@@ -17,7 +32,7 @@ pub fn index_definition() -> Value {
                 "number": { "type": "long" },
                 "body": {
                     "type": "text",
-                    "analyzer": "standard",
+                    "analyzer": "words",
                     "index_prefixes": { "min_chars": 1, "max_chars": MAX_PREFIX_CHARS }
                 },
                 "created_at": { "type": "date" },
