@@ -12,11 +12,15 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p chat-system --bin chat-system \
-    && install -D target/release/chat-system /out/chat-system
+    && install -D target/release/chat-system /out/chat-system \
+    && mkdir -p /out/data
 
 # distroless/cc: glibc, libgcc, OpenSSL and CA certificates; no shell, no package manager.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/chat-system /usr/local/bin/chat-system
+# The data directory must belong to the runtime user: `serve` writes its SQLite file and the
+# embedded index there, and a fresh Docker volume copies this ownership.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/chat-system
 # Numeric, so Kubernetes' runAsNonRoot can verify it. The root filesystem may be read-only: the
 # binary writes only under CHAT_DATA_DIR and /tmp (both volumes in Kubernetes).
 USER 65532:65532
