@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use chat_core::config::MAX_REQUEST_BYTES;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -79,7 +79,11 @@ pub fn public_router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
 }
@@ -97,6 +101,11 @@ pub fn admin_router(state: AppState) -> Router {
 async fn metrics_text(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl IntoResponse {
+    let (open, idle) = state.service.pool_usage();
+    let pool = &chat_core::metrics::DB_POOL;
+    pool.with_label_values(&["idle"]).set(i64::from(idle));
+    pool.with_label_values(&["in_use"])
+        .set(i64::from(open.saturating_sub(idle)));
     if let Some(queue) = &state.queue {
         // A scrape must not hang on a Redis outage; stale gauges are better than none.
         match tokio::time::timeout(std::time::Duration::from_secs(1), queue.stats()).await {
@@ -112,4 +121,19 @@ async fn metrics_text(
         )],
         state.metrics.render(),
     )
+}
+
+/// One span per request, carrying its request id, so every log line of the request has it.
+/// The route template stands in for the path: a raw path would put the token in the logs.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), route, request_id = id)
 }

@@ -31,6 +31,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        chat_core::metrics::register_all();
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -100,11 +101,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric: this router's HTTP metrics and the
+    /// process-wide ones of the core (numbering, outbox, queue, indexer, counter).
     pub fn render(&self) -> String {
+        let mut families = self.registry.gather();
+        families.extend(chat_core::metrics::REGISTRY.gather());
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding cannot fail on valid metrics");
         String::from_utf8(out).expect("Prometheus text is UTF-8")
     }

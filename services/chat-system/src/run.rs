@@ -146,10 +146,17 @@ async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access
     }
 
     let lifecycle = state.lifecycle.clone();
+    // Readiness turns 503 first and the listeners keep serving a moment, so load balancers see
+    // the 503 and stop sending before connections are refused; then in-flight work drains.
+    let notice = Duration::from_secs(settings.shutdown_grace_s / 4).min(Duration::from_secs(3));
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutdown requested: draining");
+        tracing::info!(
+            notice_ms = notice.as_millis() as u64,
+            "shutdown requested: readiness is 503, draining"
+        );
         lifecycle.begin_shutdown();
+        tokio::time::sleep(notice).await;
         let _ = stop_tx.send(true);
     });
 

@@ -228,6 +228,57 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // After traffic: valid Prometheus text, every series the roles promise, no token anywhere.
+    let metrics = client
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_prometheus_text(&metrics);
+    for series in [
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "http_requests_in_flight",
+        "chat_numbering_reseeds_total",
+        "chat_numbering_retries_total",
+        "chat_outbox_published_total",
+        "chat_outbox_publish_duration_seconds_bucket",
+        "chat_outbox_publish_failures_total",
+        "chat_outbox_republished_total",
+        "chat_outbox_waiting",
+        "chat_queue_length",
+        "chat_queue_pending{group=\"indexer\"}",
+        "chat_queue_dead_letters",
+        "chat_queue_dead_lettered_total",
+        "chat_indexer_batch_size_bucket",
+        "chat_indexer_bulk_duration_seconds_bucket",
+        "chat_indexer_documents_total{outcome=\"indexed\"}",
+        "chat_index_lag_seconds_bucket",
+        "chat_counter_flush_duration_seconds_bucket",
+        "chat_counter_dirty_keys_bucket",
+        "chat_count_lag_seconds_bucket",
+        "chat_db_pool_connections{state=\"idle\"}",
+        "chat_redis_errors_total",
+    ] {
+        assert!(metrics.contains(series), "missing {series}:\n{metrics}");
+    }
+    assert!(!metrics.contains(token), "a token leaked into the metrics");
+    assert!(
+        metrics.contains("route=\"/chat_applications/{token}/chats/{chat_number}/messages\""),
+        "routes are labelled by template"
+    );
+    let traced = client
+        .get(format!("{base}/chat_applications/{token}"))
+        .header("x-request-id", "req-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traced.headers()["x-request-id"], "req-abc-123");
+    let token = token.to_owned();
+
     let started = Instant::now();
     stop(&mut serve, Duration::from_secs(10));
     let out = serve.wait_with_output().unwrap();
@@ -239,6 +290,15 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
         first.starts_with('{') && first.contains("\"config\""),
         "JSON logs with the effective config: {first}"
     );
+    let request_line = log
+        .lines()
+        .find(|l| l.contains("req-abc-123"))
+        .unwrap_or_else(|| panic!("the request's log line carries its id:\n{log}"));
+    assert!(
+        request_line.contains("/chat_applications/{token}"),
+        "{request_line}"
+    );
+    assert!(!log.contains(&token), "a token reached the logs");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -357,6 +417,189 @@ async fn a_killed_serve_loses_nothing_after_restart() {
             Instant::now() < deadline,
             "after restart: count {} hits {hits}",
             chat["messages_count"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    serve.kill().unwrap();
+    serve.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Each line is a comment or `name{labels} value`, the value a number.
+fn assert_prometheus_text(text: &str) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        assert!(
+            value.parse::<f64>().is_ok() || value == "+Inf",
+            "bad value in {line}"
+        );
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line}"
+        );
+        let labels = &series[name.len()..];
+        assert!(
+            labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+            "bad labels in {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_burst_keeps_every_acknowledged_create() {
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve_term"));
+    let (port, admin) = (free_port(), free_port());
+    let start = || {
+        bin()
+            .arg("serve")
+            .env("CHAT_DATA_DIR", &dir)
+            .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+            .env("CHAT_SHUTDOWN_GRACE_S", "5")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let mut serve = start();
+    wait_ready(admin).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let app: serde_json::Value = client
+        .post(format!("{base}/chat_applications"))
+        .json(&serde_json_name("term"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap().to_owned();
+    client
+        .post(format!("{base}/chat_applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+
+    // Four clients create until the server stops answering.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (client, base, token) = (client.clone(), base.clone(), token.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for i in 0.. {
+                    let sent = client
+                        .post(format!("{base}/chat_applications/{token}/chats/1/messages"))
+                        .json(&serde_json::json!({"body": format!("eta {w} {i}")}))
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(r) if r.status() == 201 => {
+                            let m: serde_json::Value = r.json().await.unwrap();
+                            acknowledged.push(m["number"].as_i64().unwrap());
+                        }
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    stop(&mut serve, Duration::from_secs(8));
+    let status = serve.wait().unwrap();
+    assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "within the grace period: {:?}",
+        started.elapsed()
+    );
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.extend(w.await.unwrap());
+    }
+    acknowledged.sort();
+    println!(
+        "injected: SIGTERM after {} acknowledged creates",
+        acknowledged.len()
+    );
+    assert!(!acknowledged.is_empty());
+
+    let mut serve = start();
+    wait_ready(admin).await;
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: serde_json::Value = client
+            .get(format!(
+                "{base}/chat_applications/{token}/chats/1/messages?limit=200&after={after}"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stored.extend(
+            page["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["number"].as_i64().unwrap()),
+        );
+        match page["next"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    for n in &acknowledged {
+        assert!(stored.contains(n), "acknowledged message {n} is not stored");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let chat: serde_json::Value = client
+            .get(format!("{base}/chat_applications/{token}/chats/1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found: serde_json::Value = client
+            .get(format!(
+                "{base}/chat_applications/{token}/chats/1/messages/search?q=eta&limit=100"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let hits = found["data"].as_array().map_or(0, |d| d.len());
+        if chat["messages_count"].as_u64() == Some(stored.len() as u64)
+            && hits == stored.len().min(100)
+        {
+            println!(
+                "checked: acknowledged {} <= stored {} = counted = indexed",
+                acknowledged.len(),
+                stored.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after restart: count {} hits {hits} stored {}",
+            chat["messages_count"],
+            stored.len()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

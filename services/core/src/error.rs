@@ -110,6 +110,7 @@ impl From<sqlx::migrate::MigrateError> for Error {
 
 impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
+        crate::metrics::REDIS_ERRORS.inc();
         Error::RedisUnavailable(err.to_string())
     }
 }

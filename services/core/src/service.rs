@@ -211,6 +211,11 @@ impl ChatService {
         Ok(message)
     }
 
+    /// (connections open, connections idle) of the database pool, for metrics.
+    pub fn pool_usage(&self) -> (u32, u32) {
+        self.store.pool_usage()
+    }
+
     pub async fn health(&self) -> Health {
         // Each dependency gets its own deadline, so a slow one never reads as another one down.
         let (database, numbering, search) = tokio::join!(
@@ -259,6 +264,7 @@ impl ChatService {
     }
 
     async fn reseed(&self, sequence: Sequence) -> Result<i64> {
+        crate::metrics::NUMBER_RESEEDS.inc();
         let floor = self.store.max_number(sequence).await?;
         self.numbers.next_above(sequence, floor).await
     }

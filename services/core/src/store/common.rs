@@ -8,6 +8,10 @@ macro_rules! impl_sql_store {
     ($store:ty, $db:ty, $last_id:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
+            fn pool_usage(&self) -> (u32, u32) {
+                (self.pool.size(), self.pool.num_idle() as u32)
+            }
+
             async fn ping(&self) -> $crate::Result<()> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())

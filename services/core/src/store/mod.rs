@@ -28,6 +28,9 @@ pub trait Store: Send + Sync + 'static {
     /// Fails when the database cannot serve a trivial query.
     async fn ping(&self) -> Result<()>;
 
+    /// (connections open, connections idle) of the pool.
+    fn pool_usage(&self) -> (u32, u32);
+
     async fn insert_application(
         &self,
         token: &str,

@@ -30,6 +30,8 @@ struct Dirty {
     applications: BTreeSet<i64>,
     chats: BTreeSet<i64>,
     acks: Vec<String>,
+    /// When each collected event's change happened (for the count-lag histogram).
+    happened: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Counter {
@@ -90,11 +92,17 @@ impl Counter {
             match Envelope::parse(&delivery.payload) {
                 Ok(envelope) => {
                     match envelope.event {
-                        Event::ChatCreated { application_id, .. } => {
+                        Event::ChatCreated {
+                            application_id,
+                            created_at,
+                            ..
+                        } => {
                             dirty.applications.insert(application_id);
+                            dirty.happened.push(created_at);
                         }
                         Event::MessageCreated(m) => {
                             dirty.chats.insert(m.chat_id);
+                            dirty.happened.push(m.created_at);
                         }
                         // An edit changes no count.
                         Event::MessageUpdated(_) => {}
@@ -120,6 +128,7 @@ impl Counter {
             return Ok(());
         }
         let started = Instant::now();
+        let keys = dirty.applications.len() + dirty.chats.len();
         let settled_before =
             crate::domain::now() - chrono::Duration::from_std(SETTLE).expect("small duration");
         // Recounted ones leave the set as they succeed, so a failure midway repeats only the rest.
@@ -134,6 +143,11 @@ impl Counter {
             dirty.chats.remove(&id);
         }
         self.queue.ack(Group::Counter, &dirty.acks).await?;
+        crate::metrics::COUNTER_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        crate::metrics::COUNTER_DIRTY_KEYS.observe(keys as f64);
+        for at in dirty.happened.drain(..) {
+            crate::metrics::COUNT_LAG_SECONDS.observe(crate::metrics::seconds_since(at));
+        }
         tracing::debug!(
             events = dirty.acks.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,

@@ -105,6 +105,7 @@ impl Indexer {
 
     async fn write(&self, batch: Vec<Delivery>, stop: &mut Stop) {
         let mut documents = Vec::new();
+        let mut changed_at = Vec::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
         let mut done: Vec<String> = Vec::new();
         let mut failed: Vec<(usize, String)> = Vec::new();
@@ -120,6 +121,7 @@ impl Indexer {
                             created_at: m.created_at,
                         };
                         by_key.entry(doc.key()).or_default().push(i);
+                        changed_at.push(m.updated_at);
                         documents.push(doc);
                     }
                     Event::ChatCreated { .. } => done.push(delivery.id.clone()),
@@ -132,8 +134,24 @@ impl Indexer {
             if documents.is_empty() {
                 break Default::default();
             }
+            let started = Instant::now();
             match self.upsert_bisecting(documents.clone()).await {
-                Ok(report) => break report,
+                Ok(report) => {
+                    use crate::metrics as m;
+                    m::INDEXER_BULK_SECONDS.observe(started.elapsed().as_secs_f64());
+                    m::INDEXER_BATCH_SIZE.observe(documents.len() as f64);
+                    let rejected = report.rejected.len() as u64;
+                    m::INDEXER_DOCUMENTS
+                        .with_label_values(&["rejected"])
+                        .inc_by(rejected);
+                    m::INDEXER_DOCUMENTS
+                        .with_label_values(&["indexed"])
+                        .inc_by(documents.len() as u64 - rejected.min(documents.len() as u64));
+                    for at in &changed_at {
+                        m::INDEX_LAG_SECONDS.observe(m::seconds_since(*at));
+                    }
+                    break report;
+                }
                 Err(err) => {
                     // An outage is not the events' fault: keep the batch and wait, counting no
                     // attempts against the entries.

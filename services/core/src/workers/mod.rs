@@ -64,6 +64,9 @@ pub async fn give_up_or_retry(
     error: &str,
 ) {
     if delivery.attempts >= config.max_attempts {
+        crate::metrics::DEAD_LETTERED
+            .with_label_values(&[group.name()])
+            .inc();
         tracing::error!(
             group = group.name(),
             entry = %delivery.id,

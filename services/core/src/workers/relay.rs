@@ -51,6 +51,7 @@ impl Relay {
                 Ok(_) => failures = 0,
                 Err(err) => {
                     failures += 1;
+                    crate::metrics::OUTBOX_PUBLISH_FAILURES.inc();
                     tracing::warn!(error = %err, failures, "outbox relay round failed; retrying");
                     if pause(&mut stop, backoff(failures)).await {
                         break;
@@ -74,7 +75,12 @@ impl Relay {
     pub async fn drain(&self) -> Result<usize> {
         let mut total = 0;
         loop {
+            let started = std::time::Instant::now();
             let n = self.store.relay_outbox(BATCH, self.queue.as_ref()).await?;
+            if n > 0 {
+                crate::metrics::OUTBOX_PUBLISH_SECONDS.observe(started.elapsed().as_secs_f64());
+                crate::metrics::OUTBOX_PUBLISHED.inc_by(n as u64);
+            }
             total += n;
             if n < BATCH as usize {
                 return Ok(total);
@@ -97,6 +103,7 @@ impl Relay {
                 .await?
         {
             let rows = self.store.republish_retained().await?;
+            crate::metrics::OUTBOX_REPUBLISHED.inc_by(rows);
             if recorded.is_some() {
                 tracing::warn!(
                     rows,
@@ -111,6 +118,7 @@ impl Relay {
     /// Trims the stream, then purges outbox rows past retention that every group is done with
     /// (a lagging consumer keeps its events re-publishable however long it lags).
     async fn housekeeping(&self) -> Result<()> {
+        crate::metrics::OUTBOX_WAITING.set(self.store.outbox_waiting().await?);
         let trimmed = self.queue.trim().await?;
         let Some(done_before) = trimmed.done_before else {
             return Ok(());
