@@ -121,5 +121,16 @@ if [[ -n $client ]]; then
   done
 fi
 
+# Redis keys of test runs that are gone (prefix chat_test_<pid>_…:) go the same way.
+if command -v redis-cli >/dev/null; then
+  redis-cli -h "$r_host" -p "$r_port" --scan --pattern 'chat_test_*' 2>/dev/null \
+    | awk -F_ '{print $3}' | sort -u | while read -r pid; do
+      if [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null; then
+        redis-cli -h "$r_host" -p "$r_port" --scan --pattern "chat_test_${pid}_*" 2>/dev/null \
+          | xargs -r -n 500 redis-cli -h "$r_host" -p "$r_port" del >/dev/null
+      fi
+    done
+fi
+
 echo "MYSQL=$mysql_url"
 echo "REDIS=$redis_url"

@@ -31,12 +31,16 @@ struct Cli {
 /// The backing data one or more API instances share; removed when the last one is dropped.
 struct Data {
     _mysql: Option<TestDatabase>,
+    redis_prefix: Option<String>,
     dir: PathBuf,
 }
 
 impl Drop for Data {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(prefix) = self.redis_prefix.take() {
+            testkit::forget_redis_prefix(prefix);
+        }
     }
 }
 
@@ -96,7 +100,13 @@ impl TestApp {
             }
         };
         adjust(&mut settings);
-        let data = Arc::new(Data { _mysql: mysql, dir });
+        let redis_prefix =
+            (!settings.redis_prefix.is_empty()).then(|| settings.redis_prefix.clone());
+        let data = Arc::new(Data {
+            _mysql: mysql,
+            redis_prefix,
+            dir,
+        });
         Self::spawn(mode, settings, data).await
     }
 

@@ -95,11 +95,11 @@ async fn wiping_redis_mid_burst_gives_no_duplicate_and_no_error() {
                 while done.load(Ordering::SeqCst) < threshold {
                     tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 }
-                wiped.push(
-                    testkit::wipe_redis_prefix(&testkit::redis_url(), &prefix)
-                        .await
-                        .unwrap(),
-                );
+                let n = testkit::wipe_redis_prefix(&testkit::redis_url(), &prefix)
+                    .await
+                    .unwrap();
+                println!("wiped {n} keys at {} done", done.load(Ordering::SeqCst));
+                wiped.push(n);
             }
             wiped
         })

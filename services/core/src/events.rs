@@ -16,6 +16,9 @@ pub struct Envelope {
     pub v: u32,
     #[serde(flatten)]
     pub event: Event,
+    /// W3C `traceparent` of the request that made the change, so the workers continue its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +54,7 @@ impl Envelope {
         Envelope {
             v: SCHEMA_VERSION,
             event,
+            trace: crate::telemetry::current_traceparent(),
         }
     }
 

@@ -14,6 +14,7 @@ pub mod queue;
 pub mod search;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod wiring;
 pub mod workers;
 

@@ -92,21 +92,40 @@ pub fn redis_prefix() -> String {
 pub async fn wipe_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = {
-        let mut iter: redis::AsyncIter<String> =
-            redis::AsyncCommands::scan_match(&mut conn, format!("{prefix}*")).await?;
-        let mut keys = Vec::new();
-        while let Some(key) = futures_next(&mut iter).await {
-            keys.push(key);
+    let mut cursor: u64 = 0;
+    let mut deleted = 0;
+    loop {
+        // Large pages: the shared Redis holds other tests' keys too, and a slow scan would let
+        // the moment a test wants to wipe at pass.
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            let n: usize = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+            deleted += n;
         }
-        keys
-    };
-    if !keys.is_empty() {
-        let _: () = redis::AsyncCommands::del(&mut conn, &keys).await?;
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
     }
-    Ok(keys.len())
 }
 
-async fn futures_next(iter: &mut redis::AsyncIter<'_, String>) -> Option<String> {
-    iter.next_item().await.transpose().ok().flatten()
+/// Removes a test's Redis keys when it ends (from `Drop`, so on a thread of its own).
+pub fn forget_redis_prefix(prefix: String) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime
+            .block_on(wipe_redis_prefix(&redis_url(), &prefix))
+            .map_err(std::io::Error::other)?;
+        Ok::<_, std::io::Error>(())
+    })
+    .join();
 }

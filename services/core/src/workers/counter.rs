@@ -32,6 +32,8 @@ struct Dirty {
     acks: Vec<String>,
     /// When each collected event's change happened (for the count-lag histogram).
     happened: Vec<chrono::DateTime<chrono::Utc>>,
+    /// One span per event, in the trace of the request that caused it, open until flushed.
+    spans: Vec<tracing::Span>,
 }
 
 impl Counter {
@@ -91,6 +93,9 @@ impl Counter {
         for delivery in deliveries {
             match Envelope::parse(&delivery.payload) {
                 Ok(envelope) => {
+                    let span = tracing::info_span!("count_event", entry = %delivery.id);
+                    crate::telemetry::follow(&span, envelope.trace.as_deref());
+                    dirty.spans.push(span);
                     match envelope.event {
                         Event::ChatCreated {
                             application_id,
@@ -145,6 +150,7 @@ impl Counter {
         self.queue.ack(Group::Counter, &dirty.acks).await?;
         crate::metrics::COUNTER_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
         crate::metrics::COUNTER_DIRTY_KEYS.observe(keys as f64);
+        dirty.spans.clear();
         for at in dirty.happened.drain(..) {
             crate::metrics::COUNT_LAG_SECONDS.observe(crate::metrics::seconds_since(at));
         }

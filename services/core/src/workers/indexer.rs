@@ -106,6 +106,9 @@ impl Indexer {
     async fn write(&self, batch: Vec<Delivery>, stop: &mut Stop) {
         let mut documents = Vec::new();
         let mut changed_at = Vec::new();
+        // One span per document, in the trace of the request that changed it, open until the
+        // document is written.
+        let mut spans = Vec::new();
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
         let mut done: Vec<String> = Vec::new();
         let mut failed: Vec<(usize, String)> = Vec::new();
@@ -113,6 +116,14 @@ impl Indexer {
             match Envelope::parse(&delivery.payload) {
                 Ok(envelope) => match envelope.event {
                     Event::MessageCreated(m) | Event::MessageUpdated(m) => {
+                        let span = tracing::info_span!(
+                            "index_document",
+                            chat_id = m.chat_id,
+                            number = m.number,
+                            version = m.version
+                        );
+                        crate::telemetry::follow(&span, envelope.trace.as_deref());
+                        spans.push(span);
                         let doc = SearchDocument {
                             chat_id: m.chat_id,
                             number: m.number,
@@ -192,6 +203,7 @@ impl Indexer {
             )
             .await;
         }
+        drop(spans);
         tracing::debug!(documents = by_key.len(), "batch indexed");
     }
 }
