@@ -14,6 +14,8 @@ struct Cluster {
     prefix: String,
     dir: std::path::PathBuf,
     children: Vec<(String, Child)>,
+    /// Admin port of each running role.
+    admins: Vec<(String, u16)>,
     api: u16,
     http: reqwest::Client,
 }
@@ -78,6 +80,7 @@ impl Cluster {
             prefix: testkit::redis_prefix(),
             dir,
             children: Vec::new(),
+            admins: Vec::new(),
             api: free_port(),
             http: reqwest::Client::new(),
         };
@@ -118,6 +121,8 @@ impl Cluster {
         }
         let child = cmd.spawn().unwrap();
         self.children.push((role.to_owned(), child));
+        self.admins.retain(|(r, _)| r != role);
+        self.admins.push((role.to_owned(), admin));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = self
@@ -144,6 +149,23 @@ impl Cluster {
         let (_, mut child) = self.children.remove(i);
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    async fn metrics(&self, role: &str) -> String {
+        let admin = self
+            .admins
+            .iter()
+            .find(|(r, _)| r == role)
+            .expect("role started")
+            .1;
+        self.http
+            .get(format!("http://127.0.0.1:{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     fn url(&self, path: &str) -> String {
@@ -312,6 +334,47 @@ async fn separate_roles_count_and_index_and_survive_sigkill() {
     assert_eq!(r.status(), 200);
     c.assert_searchable_once(&token, "omega", &[3], Duration::from_secs(5))
         .await;
+
+    // Each role's /metrics has its own series after the traffic, and no token.
+    for (role, series) in [
+        (
+            "api",
+            vec![
+                "http_requests_total{method=\"POST\"",
+                "chat_outbox_published_total",
+                "chat_numbering_reseeds_total",
+            ],
+        ),
+        (
+            "indexer",
+            vec![
+                "chat_indexer_documents_total{outcome=\"indexed\"}",
+                "chat_index_lag_seconds_count",
+                "chat_queue_pending{group=\"indexer\"}",
+            ],
+        ),
+        (
+            "counter",
+            vec![
+                "chat_counter_flush_duration_seconds_count",
+                "chat_count_lag_seconds_count",
+                "chat_db_pool_connections",
+            ],
+        ),
+    ] {
+        let text = c.metrics(role).await;
+        for s in series {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(s))
+                .unwrap_or_else(|| panic!("{role} lacks {s}"));
+            if s.ends_with("_count") || s.contains("outcome") {
+                let value: f64 = line.rsplit_once(' ').unwrap().1.parse().unwrap();
+                assert!(value > 0.0, "{role}: {line}");
+            }
+        }
+        assert!(!text.contains(&token), "{role} exposes a token");
+    }
 
     // Kill both workers while a burst is flowing (entries delivered to them stay pending),
     // then start replacements: they take the dead consumers' entries over.

@@ -515,7 +515,33 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_create() {
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let started = Instant::now();
-    stop(&mut serve, Duration::from_secs(8));
+    let sent = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Readiness turns 503 while the listeners still answer, so load balancers drain first.
+    let mut saw_unready = false;
+    while started.elapsed() < Duration::from_secs(1) {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await
+            && r.status() == 503
+        {
+            saw_unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_unready, "/readyz answered 503 during shutdown");
+    while serve.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let status = serve.wait().unwrap();
     assert!(status.success(), "exit 0 on SIGTERM: {status:?}");
     assert!(
