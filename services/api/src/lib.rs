@@ -106,6 +106,16 @@ async fn metrics_text(
     pool.with_label_values(&["idle"]).set(i64::from(idle));
     pool.with_label_values(&["in_use"])
         .set(i64::from(open.saturating_sub(idle)));
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        state.service.search_index_bytes(),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) => chat_core::metrics::SEARCH_INDEX_BYTES.set(bytes as i64),
+        Ok(Err(err)) => tracing::debug!(error = %err, "search index size unavailable"),
+        Err(_) => tracing::debug!("search index size timed out"),
+    }
     if let Some(queue) = &state.queue {
         // A scrape must not hang on a Redis outage; stale gauges are better than none.
         match tokio::time::timeout(std::time::Duration::from_secs(1), queue.stats()).await {

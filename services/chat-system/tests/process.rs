@@ -262,6 +262,8 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
         "chat_count_lag_seconds_bucket",
         "chat_db_pool_connections{state=\"idle\"}",
         "chat_redis_errors_total",
+        "chat_search_index_bytes",
+        "chat_db_acquire_duration_seconds_bucket",
     ] {
         assert!(metrics.contains(series), "missing {series}:\n{metrics}");
     }

@@ -150,6 +150,19 @@ pub static COUNT_LAG_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         seconds(),
     )
 });
+pub static DB_ACQUIRE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    histogram(
+        "chat_db_acquire_duration_seconds",
+        "Wait for a pooled database connection (for a transaction: until it has begun)",
+        seconds(),
+    )
+});
+pub static SEARCH_INDEX_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "chat_search_index_bytes",
+        "Size of the search index (sampled at scrape)",
+    )
+});
 pub static REDIS_ERRORS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("chat_redis_errors_total", "Redis calls that failed"));
 pub static DB_POOL: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
@@ -193,6 +206,8 @@ pub fn register_all() {
     LazyLock::force(&COUNTER_DIRTY_KEYS);
     LazyLock::force(&COUNT_LAG_SECONDS);
     LazyLock::force(&REDIS_ERRORS);
+    LazyLock::force(&SEARCH_INDEX_BYTES);
+    LazyLock::force(&DB_ACQUIRE_SECONDS);
     for group in ["indexer", "counter"] {
         DEAD_LETTERED.with_label_values(&[group]);
     }

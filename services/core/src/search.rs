@@ -93,6 +93,9 @@ pub trait SearchIndex: Send + Sync + 'static {
 
     async fn ping(&self) -> Result<()>;
 
+    /// Bytes the index occupies (primary shards for Elasticsearch), for metrics.
+    async fn size_bytes(&self) -> Result<u64>;
+
     /// "tantivy", "elasticsearch".
     fn backend(&self) -> &'static str;
 }

@@ -216,6 +216,11 @@ impl ChatService {
         self.store.pool_usage()
     }
 
+    /// Bytes of the search index, for metrics.
+    pub async fn search_index_bytes(&self) -> Result<u64> {
+        self.search.size_bytes().await
+    }
+
     pub async fn health(&self) -> Health {
         // Each dependency gets its own deadline, so a slow one never reads as another one down.
         let (database, numbering, search) = tokio::join!(

@@ -22,7 +22,7 @@ use elasticsearch::http::StatusCode;
 use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
-use elasticsearch::indices::{IndicesCreateParts, IndicesExistsParts};
+use elasticsearch::indices::{IndicesCreateParts, IndicesExistsParts, IndicesStatsParts};
 use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
 
 pub use mapping::index_definition;
@@ -255,6 +255,24 @@ impl SearchIndex for ElasticsearchIndex {
         } else {
             Err(failed("ping", status, response).await)
         }
+    }
+
+    async fn size_bytes(&self) -> Result<u64> {
+        let response = self
+            .client
+            .indices()
+            .stats(IndicesStatsParts::IndexMetric(&[&self.index], &["store"]))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status_code();
+        if !status.is_success() {
+            return Err(failed("index stats", status, response).await);
+        }
+        let stats: serde_json::Value = response.json().await.map_err(unreachable)?;
+        Ok(stats["_all"]["primaries"]["store"]["size_in_bytes"]
+            .as_u64()
+            .unwrap_or(0))
     }
 
     fn backend(&self) -> &'static str {

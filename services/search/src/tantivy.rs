@@ -252,6 +252,19 @@ impl SearchIndex for TantivyIndex {
         self.opened().map(drop)
     }
 
+    async fn size_bytes(&self) -> Result<u64> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let entries = std::fs::read_dir(&dir).map_err(unavailable)?;
+            Ok(entries
+                .filter_map(|entry| entry.ok()?.metadata().ok())
+                .filter(|meta| meta.is_file())
+                .map(|meta| meta.len())
+                .sum())
+        })
+        .await
+    }
+
     fn backend(&self) -> &'static str {
         "tantivy"
     }

@@ -561,3 +561,34 @@ async fn a_cluster_down_at_start_up_does_not_stop_the_process() {
         Err(Error::SearchUnavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn index_size_comes_from_the_primaries_store_stats() {
+    let server = server_with_index().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/{INDEX}/_stats/store")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "_shards": { "total": 2, "successful": 1, "failed": 0 },
+            "_all": {
+                "primaries": { "store": { "size_in_bytes": 123_456, "reserved_in_bytes": 0 } },
+                "total": { "store": { "size_in_bytes": 246_912, "reserved_in_bytes": 0 } }
+            },
+            "indices": {}
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(adapter(&server).await.size_bytes().await.unwrap(), 123_456);
+}
+
+#[tokio::test]
+async fn index_size_of_a_down_cluster_is_unavailable() {
+    let server = server_with_index().await;
+    Mock::given(method("GET"))
+        .and(path(format!("/{INDEX}/_stats/store")))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    let err = adapter(&server).await.size_bytes().await.unwrap_err();
+    assert!(matches!(err, Error::SearchUnavailable(_)), "{err:?}");
+}

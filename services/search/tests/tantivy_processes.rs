@@ -118,3 +118,22 @@ async fn bulk_load_writes_many_documents_with_the_same_rules() {
     assert_eq!(page.hits[0].number, 20_000);
     assert!(page.next.is_some());
 }
+
+#[tokio::test]
+async fn the_index_size_grows_with_its_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open(&settings(dir.path()), Access::Writer).await.unwrap();
+    let empty = writer.size_bytes().await.unwrap();
+    let docs: Vec<_> = (1..=200)
+        .map(|n| doc(1, n, "some words to store in the index"))
+        .collect();
+    writer.upsert(docs).await.unwrap();
+    let full = writer.size_bytes().await.unwrap();
+    assert!(full > empty, "{empty} → {full}");
+    let reader = open(&settings(dir.path()), Access::Reader).await.unwrap();
+    assert_eq!(
+        reader.size_bytes().await.unwrap(),
+        full,
+        "the same directory, the same size"
+    );
+}

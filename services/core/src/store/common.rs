@@ -13,7 +13,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn ping(&self) -> $crate::Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                sqlx::query("SELECT 1")
+                    .execute(&mut *self.conn().await?)
+                    .await?;
                 Ok(())
             }
 
@@ -28,7 +30,7 @@ macro_rules! impl_sql_store {
                     .bind(name)
                     .bind(now)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *self.conn().await?)
                     .await?;
                 let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
                 Ok($crate::domain::Application {
@@ -47,7 +49,7 @@ macro_rules! impl_sql_store {
             ) -> $crate::Result<Option<$crate::domain::Application>> {
                 Ok(sqlx::query_as($crate::store::sql::APPLICATION_BY_TOKEN)
                     .bind(token)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?)
             }
 
@@ -113,7 +115,7 @@ macro_rules! impl_sql_store {
                 Ok(sqlx::query_as($crate::store::sql::CHAT_BY_TOKEN)
                     .bind(token)
                     .bind(number)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?)
             }
 
@@ -131,7 +133,7 @@ macro_rules! impl_sql_store {
                     .bind(application_id)
                     .bind(from)
                     .bind(i64::from(page.limit) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?;
                 Ok($crate::domain::Page::from_overfetch(
                     rows,
@@ -185,7 +187,7 @@ macro_rules! impl_sql_store {
                 Ok(sqlx::query_as($crate::store::sql::MESSAGE)
                     .bind(chat_id)
                     .bind(number)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?)
             }
 
@@ -203,7 +205,7 @@ macro_rules! impl_sql_store {
                     .bind(chat_id)
                     .bind(from)
                     .bind(i64::from(page.limit) + 1)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?;
                 Ok($crate::domain::Page::from_overfetch(
                     rows,
@@ -258,7 +260,7 @@ macro_rules! impl_sql_store {
                 };
                 let max: i64 = sqlx::query_scalar(sql)
                     .bind(id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?;
                 Ok(max)
             }
@@ -304,7 +306,7 @@ macro_rules! impl_sql_store {
 
             async fn republish_retained(&self) -> $crate::Result<u64> {
                 let done = sqlx::query($crate::store::sql::REPUBLISH_RETAINED)
-                    .execute(&self.pool)
+                    .execute(&mut *self.conn().await?)
                     .await?;
                 Ok(done.rows_affected())
             }
@@ -315,21 +317,21 @@ macro_rules! impl_sql_store {
             ) -> $crate::Result<u64> {
                 let done = sqlx::query($crate::store::sql::PURGE_OUTBOX)
                     .bind(published_before)
-                    .execute(&self.pool)
+                    .execute(&mut *self.conn().await?)
                     .await?;
                 Ok(done.rows_affected())
             }
 
             async fn outbox_waiting(&self) -> $crate::Result<i64> {
                 Ok(sqlx::query_scalar($crate::store::sql::OUTBOX_WAITING)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?)
             }
 
             async fn state(&self, name: &str) -> $crate::Result<Option<String>> {
                 Ok(sqlx::query_scalar($crate::store::sql::STATE)
                     .bind(name)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?)
             }
 
@@ -345,7 +347,7 @@ macro_rules! impl_sql_store {
                         .bind(name)
                         .bind(new)
                         .bind(now)
-                        .execute(&self.pool)
+                        .execute(&mut *self.conn().await?)
                         .await
                         .map_err($crate::Error::from),
                     Some(old) => sqlx::query($crate::store::sql::SWAP_STATE)
@@ -353,7 +355,7 @@ macro_rules! impl_sql_store {
                         .bind(now)
                         .bind(name)
                         .bind(old)
-                        .execute(&self.pool)
+                        .execute(&mut *self.conn().await?)
                         .await
                         .map_err($crate::Error::from),
                 };
@@ -418,14 +420,14 @@ macro_rules! impl_sql_store {
                             .bind(chat_id)
                             .bind(after_id)
                             .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
+                            .fetch_all(&mut *self.conn().await?)
                             .await?
                     }
                     None => {
                         sqlx::query_as($crate::store::sql::MESSAGES_BY_ID)
                             .bind(after_id)
                             .bind(i64::from(limit))
-                            .fetch_all(&self.pool)
+                            .fetch_all(&mut *self.conn().await?)
                             .await?
                     }
                 };
@@ -436,7 +438,7 @@ macro_rules! impl_sql_store {
                 Ok(sqlx::query_scalar($crate::store::sql::CHAT_IDS)
                     .bind(after_id)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?)
             }
 
@@ -444,26 +446,34 @@ macro_rules! impl_sql_store {
                 Ok(sqlx::query_scalar($crate::store::sql::APPLICATION_IDS)
                     .bind(after_id)
                     .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *self.conn().await?)
                     .await?)
             }
 
             async fn totals(&self) -> $crate::Result<(i64, i64, i64)> {
                 use $crate::store::sql;
                 let apps: i64 = sqlx::query_scalar(sql::COUNT_APPLICATIONS)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?;
                 let chats: i64 = sqlx::query_scalar(sql::COUNT_CHATS)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?;
                 let messages: i64 = sqlx::query_scalar(sql::COUNT_MESSAGES)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?;
                 Ok((apps, chats, messages))
             }
         }
 
         impl $store {
+            /// A pooled connection, the wait for it recorded (`chat_db_acquire_duration_seconds`).
+            async fn conn(&self) -> $crate::Result<sqlx::pool::PoolConnection<$db>> {
+                let started = std::time::Instant::now();
+                let conn = self.pool.acquire().await;
+                $crate::metrics::DB_ACQUIRE_SECONDS.observe(started.elapsed().as_secs_f64());
+                Ok(conn?)
+            }
+
             /// Recounts one parent (a chat's messages, an application's chats) past its settled
             /// watermark. `statements`: lock the parent's counters, find the new watermark,
             /// count a number range, store the counters.

@@ -70,7 +70,10 @@ impl MySqlStore {
         "SELECT counted_number, counted_chats FROM chat_applications WHERE id = ? FOR UPDATE";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::MySql>> {
-        Ok(self.pool.begin().await?)
+        let started = std::time::Instant::now();
+        let tx = self.pool.begin().await;
+        crate::metrics::DB_ACQUIRE_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(tx?)
     }
 }
 

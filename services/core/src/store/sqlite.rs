@@ -60,7 +60,11 @@ impl SqliteStore {
     /// Takes the write lock up front: a transaction that reads first and writes later can fail
     /// with SQLITE_BUSY in WAL mode, which no busy timeout waits out.
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        let started = std::time::Instant::now();
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await;
+        // For SQLite this includes waiting for the write lock: the wait a create sees.
+        crate::metrics::DB_ACQUIRE_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(tx?)
     }
 }
 
