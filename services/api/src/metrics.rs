@@ -20,6 +20,7 @@ pub struct Metrics {
     in_flight: IntGauge,
     queue_length: IntGauge,
     queue_pending: IntGaugeVec,
+    queue_lag: IntGaugeVec,
     dead_letters: IntGauge,
 }
 
@@ -62,6 +63,14 @@ impl Metrics {
             &["group"],
         )
         .expect("valid metric");
+        let queue_lag = IntGaugeVec::new(
+            Opts::new(
+                "chat_queue_lag",
+                "Entries not yet delivered to a consumer group",
+            ),
+            &["group"],
+        )
+        .expect("valid metric");
         let dead_letters = IntGauge::new(
             "chat_queue_dead_letters",
             "Entries in the dead-letter stream",
@@ -73,6 +82,7 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(queue_length.clone()),
             Box::new(queue_pending.clone()),
+            Box::new(queue_lag.clone()),
             Box::new(dead_letters.clone()),
         ] {
             registry
@@ -86,6 +96,7 @@ impl Metrics {
             in_flight,
             queue_length,
             queue_pending,
+            queue_lag,
             dead_letters,
         }
     }
@@ -98,6 +109,13 @@ impl Metrics {
             self.queue_pending
                 .with_label_values(&[group.name()])
                 .set(*pending as i64);
+        }
+        for (group, lag) in &stats.lag {
+            if let Some(lag) = lag {
+                self.queue_lag
+                    .with_label_values(&[group.name()])
+                    .set(*lag as i64);
+            }
         }
     }
 

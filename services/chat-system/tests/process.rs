@@ -252,6 +252,7 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
         "chat_queue_length",
         "chat_queue_pending{group=\"indexer\"}",
         "chat_queue_dead_letters",
+        "chat_queue_lag{group=\"counter\"}",
         "chat_queue_dead_lettered_total",
         "chat_indexer_batch_size_bucket",
         "chat_indexer_bulk_duration_seconds_bucket",

@@ -154,7 +154,13 @@ async fn trimming_keeps_what_any_group_still_needs(q: Arc<dyn Queue>) {
     .unwrap();
     // The counter has not read anything: nothing may go.
     q.trim().await.unwrap();
-    assert_eq!(q.stats().await.unwrap().length, 4);
+    let stats = q.stats().await.unwrap();
+    assert_eq!(stats.length, 4);
+    assert_eq!(
+        stats.lag,
+        vec![(Group::Counter, Some(4)), (Group::Indexer, Some(0))],
+        "undelivered per group"
+    );
     let counter = q
         .receive(Group::Counter, "c", 2, NO_WAIT, IDLE)
         .await

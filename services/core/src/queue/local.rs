@@ -255,9 +255,18 @@ impl Queue for LocalQueue {
             })
             .collect();
         pending.sort_by_key(|(g, _)| g.name());
+        let mut lag: Vec<(Group, Option<u64>)> = Group::ALL
+            .iter()
+            .map(|g| {
+                let after = state.groups.get(g).map_or(0, |s| s.last_delivered);
+                (*g, Some(state.entries.range(after + 1..).count() as u64))
+            })
+            .collect();
+        lag.sort_by_key(|(g, _)| g.name());
         Ok(QueueStats {
             length: state.entries.len() as u64,
             pending,
+            lag,
             dead_letters: state.dead.len() as u64,
         })
     }

@@ -113,5 +113,8 @@ pub struct Trimmed {
 pub struct QueueStats {
     pub length: u64,
     pub pending: Vec<(Group, u64)>,
+    /// Entries not yet delivered to each group (its backlog); `None` where the server cannot
+    /// tell (Redis before 7, or after a trim it cannot account for).
+    pub lag: Vec<(Group, Option<u64>)>,
     pub dead_letters: u64,
 }

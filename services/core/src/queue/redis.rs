@@ -438,9 +438,22 @@ impl Queue for RedisQueue {
             })
             .collect();
         pending.sort_by_key(|(g, _)| g.name());
+        let mut lag: Vec<(Group, Option<u64>)> = Group::ALL
+            .iter()
+            .map(|g| {
+                let lag = info
+                    .groups
+                    .iter()
+                    .find(|i| i.name == g.name())
+                    .and_then(|i| i.lag);
+                (*g, lag.map(|n| n as u64))
+            })
+            .collect();
+        lag.sort_by_key(|(g, _)| g.name());
         Ok(QueueStats {
             length,
             pending,
+            lag,
             dead_letters,
         })
     }
