@@ -113,11 +113,7 @@ async fn migrate_then_api_and_api_refuses_an_unmigrated_database() {
 async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
     let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve"));
     let (port, admin) = (free_port(), free_port());
-    let mut serve = bin()
-        .arg("serve")
-        .env("CHAT_DATA_DIR", &dir)
-        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+    let mut serve = serve_command(&dir, port, admin)
         .env("LOG_FORMAT", "json")
         .stderr(Stdio::piped())
         .spawn()
@@ -305,6 +301,37 @@ async fn serve_runs_embedded_and_stops_cleanly_on_sigterm() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `chat-system serve` on its own data directory and ports.
+fn serve_command(dir: &std::path::Path, port: u16, admin: u16) -> Command {
+    let mut cmd = bin();
+    cmd.arg("serve")
+        .env("CHAT_DATA_DIR", dir)
+        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"));
+    cmd
+}
+
+/// Creates an application with chat 1; answers its token.
+async fn app_with_chat(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let app: serde_json::Value = client
+        .post(format!("{base}/chat_applications"))
+        .json(&serde_json_name(name))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = app["token"].as_str().unwrap().to_owned();
+    let chat = client
+        .post(format!("{base}/chat_applications/{token}/chats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status(), 201);
+    token
+}
+
 fn serde_json_name(name: &str) -> std::collections::HashMap<&'static str, String> {
     [("name", name.to_owned())].into_iter().collect()
 }
@@ -348,11 +375,7 @@ async fn a_killed_serve_loses_nothing_after_restart() {
     let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve_kill"));
     let (port, admin) = (free_port(), free_port());
     let start = || {
-        bin()
-            .arg("serve")
-            .env("CHAT_DATA_DIR", &dir)
-            .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        serve_command(&dir, port, admin)
             .env("RUST_LOG", "warn")
             .spawn()
             .unwrap()
@@ -361,21 +384,7 @@ async fn a_killed_serve_loses_nothing_after_restart() {
     wait_ready(admin).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let app: serde_json::Value = client
-        .post(format!("{base}/chat_applications"))
-        .json(&serde_json_name("crash"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = app["token"].as_str().unwrap().to_owned();
-    client
-        .post(format!("{base}/chat_applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
+    let token = app_with_chat(&client, &base, "crash").await;
     for i in 0..20 {
         let r = client
             .post(format!("{base}/chat_applications/{token}/chats/1/messages"))
@@ -462,11 +471,7 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_create() {
     let dir = std::env::temp_dir().join(testkit::unique_name("chat_serve_term"));
     let (port, admin) = (free_port(), free_port());
     let start = || {
-        bin()
-            .arg("serve")
-            .env("CHAT_DATA_DIR", &dir)
-            .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        serve_command(&dir, port, admin)
             .env("CHAT_SHUTDOWN_GRACE_S", "5")
             .env("RUST_LOG", "warn")
             .spawn()
@@ -476,21 +481,7 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_create() {
     wait_ready(admin).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let app: serde_json::Value = client
-        .post(format!("{base}/chat_applications"))
-        .json(&serde_json_name("term"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = app["token"].as_str().unwrap().to_owned();
-    client
-        .post(format!("{base}/chat_applications/{token}/chats"))
-        .send()
-        .await
-        .unwrap();
+    let token = app_with_chat(&client, &base, "term").await;
 
     // Four clients create until the server stops answering.
     let writers: Vec<_> = (0..4)
