@@ -107,7 +107,7 @@ impl ApiError {
                     format!("{field}: {reason}"),
                     Some((*field).to_owned()),
                 ),
-                Core::Contention { .. } | Core::Taken => (
+                Core::Contention { .. } | Core::Taken | Core::Deadlock(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "numbering-contention",
                     "Service unavailable",

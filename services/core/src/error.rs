@@ -3,7 +3,7 @@ use thiserror::Error;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the core can fail with. The api crate maps each variant to one HTTP status.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum Error {
     /// The addressed application, chat or message does not exist.
     #[error("{0} not found")]
@@ -17,6 +17,11 @@ pub enum Error {
     /// service re-seeds its numbering and retries, so callers only see it as [`Error::Contention`].
     #[error("unique key already taken")]
     Taken,
+
+    /// The database rolled the transaction back to break a deadlock (concurrent inserts
+    /// checking the same unique keys). Nothing was written; the service retries at once.
+    #[error("transaction chosen as a deadlock victim: {0}")]
+    Deadlock(String),
 
     /// Numbering kept colliding after re-seeding; the client may retry.
     #[error("could not allocate a number after {attempts} attempts")]
@@ -74,6 +79,7 @@ impl From<sqlx::Error> for Error {
         use sqlx::Error as E;
         match &err {
             E::Database(db) if db.is_unique_violation() => Error::Taken,
+            E::Database(db) if is_deadlock(db.as_ref()) => Error::Deadlock(err.to_string()),
             E::Database(db) if is_transient(db.as_ref()) => {
                 Error::DatabaseUnavailable(err.to_string())
             }
@@ -88,12 +94,18 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// MySQL 1213. (SQLite has one writer at a time: it cannot deadlock.)
+fn is_deadlock(db: &dyn sqlx::error::DatabaseError) -> bool {
+    db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .is_some_and(|mysql| mysql.number() == 1213)
+}
+
 /// Server-side conditions that mean "try again later", not "bug": MySQL too many connections
-/// (1040), server shutdown (1053), lock wait timeout (1205), deadlock (1213), read-only (1290,
+/// (1040), server shutdown (1053), lock wait timeout (1205), read-only (1290,
 /// 1836); SQLite busy / locked (primary codes 5, 6, with any extended code).
 fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(mysql.number(), 1040 | 1053 | 1205 | 1213 | 1290 | 1836);
+        return matches!(mysql.number(), 1040 | 1053 | 1205 | 1290 | 1836);
     }
     db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
         && db

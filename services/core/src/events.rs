@@ -58,6 +58,13 @@ impl Envelope {
         }
     }
 
+    /// The event as written on behalf of a request whose trace was captured earlier (a
+    /// batched write runs outside the request's span).
+    pub fn traced(mut self, trace: Option<String>) -> Self {
+        self.trace = trace;
+        self
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("events serialise")
     }

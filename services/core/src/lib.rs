@@ -4,6 +4,7 @@
 //! [`store::Store`] and [`numbers::Numbers`] ports → their adapters (`store/mysql.rs`,
 //! `store/sqlite.rs`, `numbers/redis.rs`, `numbers/local.rs`).
 
+pub mod coalesce;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -165,6 +165,21 @@ pub static SEARCH_INDEX_BYTES: LazyLock<IntGauge> = LazyLock::new(|| {
 });
 pub static REDIS_ERRORS: LazyLock<IntCounter> =
     LazyLock::new(|| counter("chat_redis_errors_total", "Redis calls that failed"));
+pub static BATCH_SIZE: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    let h = prometheus::HistogramVec::new(
+        HistogramOpts::new(
+            "chat_coalesced_batch_size",
+            "Concurrent requests served by one database round trip, by kind",
+        )
+        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+        &["kind"],
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+});
 pub static DB_POOL: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
     let g = prometheus::IntGaugeVec::new(
         Opts::new(
@@ -213,6 +228,9 @@ pub fn register_all() {
     }
     for outcome in ["indexed", "rejected"] {
         INDEXER_DOCUMENTS.with_label_values(&[outcome]);
+    }
+    for kind in ["insert_message", "insert_chat", "chat_lookup"] {
+        BATCH_SIZE.with_label_values(&[kind]);
     }
     for state in ["idle", "in_use"] {
         DB_POOL.with_label_values(&[state]);

@@ -5,18 +5,23 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::coalesce::Coalescer;
 use crate::domain::{
     self, Application, Chat, Message, Page, PageRequest, Sequence, is_well_formed_token,
 };
 use crate::error::{Entity, Error, Result};
 use crate::numbers::Numbers;
 use crate::search::{self, SearchCursor, SearchIndex, SearchPage, SearchRequest};
-use crate::store::Store;
+use crate::store::{NewChat, NewMessage, Store};
 
 /// How many numbers one create may try before answering 503. Collisions only follow a lost
 /// counter (each one raises the counter past every committed number), so a handful suffices
 /// even with hundreds of creates in flight.
 pub const MAX_NUMBER_ATTEMPTS: u32 = 16;
+
+/// Most creates one multi-row `INSERT` carries, and most addresses one lookup resolves.
+const MAX_WRITE_BATCH: usize = 128;
+const MAX_LOOKUP_BATCH: usize = 64;
 
 #[derive(Clone)]
 pub struct ChatService {
@@ -26,6 +31,10 @@ pub struct ChatService {
     /// Poked after each committed write so this process's outbox relay publishes at once.
     wrote: Arc<Notify>,
     max_body_bytes: usize,
+    /// Concurrent creates and lookups share round trips (see `coalesce.rs`).
+    new_chats: Coalescer<NewChat, Chat>,
+    new_messages: Coalescer<NewMessage, Message>,
+    lookups: Coalescer<(String, i64), Option<Chat>>,
 }
 
 /// What readiness reports about each dependency.
@@ -39,19 +48,46 @@ pub struct Health {
 }
 
 impl ChatService {
+    /// `parallel`: how many batches of each kind may be in flight at once (a share of the
+    /// database pool). Must be called inside a Tokio runtime.
     pub fn new(
         store: Arc<dyn Store>,
         numbers: Arc<dyn Numbers>,
         search: Arc<dyn SearchIndex>,
         wrote: Arc<Notify>,
         max_body_bytes: usize,
+        parallel: usize,
     ) -> Self {
+        let writer = store.clone();
+        let new_chats = Coalescer::new("insert_chat", MAX_WRITE_BATCH, parallel, move |batch| {
+            let store = writer.clone();
+            async move { store.insert_chats(&batch).await }
+        });
+        let writer = store.clone();
+        let new_messages =
+            Coalescer::new("insert_message", MAX_WRITE_BATCH, parallel, move |batch| {
+                let store = writer.clone();
+                async move { store.insert_messages(&batch).await }
+            });
+        let reader = store.clone();
+        let lookups = Coalescer::new("chat_lookup", MAX_LOOKUP_BATCH, parallel, move |keys| {
+            let store = reader.clone();
+            async move {
+                match store.chats_by_token(&keys).await {
+                    Ok(found) => found.into_iter().map(Ok).collect(),
+                    Err(err) => keys.iter().map(|_| Err(err.clone())).collect(),
+                }
+            }
+        });
         ChatService {
             store,
             numbers,
             search,
             wrote,
             max_body_bytes,
+            new_chats,
+            new_messages,
+            lookups,
         }
     }
 
@@ -135,9 +171,16 @@ impl ChatService {
         let sequence = Sequence::Chats {
             application_id: app.id,
         };
+        // Captured here: the batched write runs outside this request's span.
+        let trace = crate::telemetry::current_traceparent();
         let chat = self
             .with_next_number(sequence, |number| {
-                self.store.insert_chat(app.id, number, domain::now())
+                self.new_chats.run(NewChat {
+                    application_id: app.id,
+                    number,
+                    now: domain::now(),
+                    trace: trace.clone(),
+                })
             })
             .await?;
         self.wrote.notify_one();
@@ -148,7 +191,7 @@ impl ChatService {
         if !is_well_formed_token(token) {
             return Err(Error::NotFound(Entity::Application));
         }
-        if let Some(chat) = self.store.chat_by_token(token, number).await? {
+        if let Some(chat) = self.lookups.run((token.to_owned(), number)).await? {
             return Ok(chat);
         }
         // Tell "no such application" from "no such chat": clients fix different things.
@@ -165,10 +208,16 @@ impl ChatService {
         let chat = self.chat(token, chat).await?;
         domain::validate_body(body, self.max_body_bytes)?;
         let sequence = Sequence::Messages { chat_id: chat.id };
+        let trace = crate::telemetry::current_traceparent();
         let message = self
             .with_next_number(sequence, |number| {
-                self.store
-                    .insert_message(&chat, number, body, domain::now())
+                self.new_messages.run(NewMessage {
+                    chat: chat.clone(),
+                    number,
+                    body: body.to_owned(),
+                    now: domain::now(),
+                    trace: trace.clone(),
+                })
             })
             .await?;
         self.wrote.notify_one();
@@ -251,6 +300,10 @@ impl ChatService {
         };
         for attempt in 1..=MAX_NUMBER_ATTEMPTS {
             match insert(number).await {
+                // Rolled back whole: the number is still ours, try it again.
+                Err(Error::Deadlock(reason)) => {
+                    tracing::debug!(?sequence, number, attempt, %reason, "deadlock victim; retrying");
+                }
                 Err(Error::Taken) => {
                     tracing::warn!(
                         ?sequence,

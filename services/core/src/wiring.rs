@@ -139,6 +139,8 @@ pub async fn open(
         search.clone(),
         wrote.clone(),
         settings.max_body_bytes as usize,
+        // A quarter of the pool each for creates and lookups leaves room for everything else.
+        (settings.db_pool as usize / 4).max(1),
     );
     Ok(Backend {
         service,

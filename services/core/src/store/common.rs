@@ -107,6 +107,61 @@ macro_rules! impl_sql_store {
                 Ok(chat)
             }
 
+            async fn insert_chats(
+                &self,
+                batch: &[$crate::store::NewChat],
+            ) -> Vec<$crate::Result<$crate::domain::Chat>> {
+                if batch.len() == 1 {
+                    return vec![self.insert_chats_at_once(batch).await.map(|mut c| c.remove(0))];
+                }
+                match self.insert_chats_at_once(batch).await {
+                    Ok(chats) => chats.into_iter().map(Ok).collect(),
+                    Err(err) if $crate::store::row_level(&err) => {
+                        futures::future::join_all(batch.iter().map(|c| async move {
+                            let mut one = self
+                                .insert_chats_at_once(std::slice::from_ref(c))
+                                .await?;
+                            Ok(one.remove(0))
+                        }))
+                        .await
+                    }
+                    Err(err) => batch.iter().map(|_| Err(err.clone())).collect(),
+                }
+            }
+
+            async fn chats_by_token(
+                &self,
+                addresses: &[(String, i64)],
+            ) -> $crate::Result<Vec<Option<$crate::domain::Chat>>> {
+                use sqlx::{FromRow, Row};
+                if let [(token, number)] = addresses {
+                    return Ok(vec![self.chat_by_token(token, *number).await?]);
+                }
+                // Point lookups glued with UNION ALL: each part uses the unique indexes, and
+                // `k` says which address a row answers.
+                let mut query = sqlx::QueryBuilder::<$db>::new("");
+                for (k, (token, number)) in addresses.iter().enumerate() {
+                    if k > 0 {
+                        query.push(" UNION ALL ");
+                    }
+                    query.push(format!("SELECT {k} AS k, "));
+                    query.push($crate::store::sql::CHAT_BY_TOKEN_PARTS);
+                    query.push_bind(token.as_str());
+                    query.push(" AND c.number = ");
+                    query.push_bind(*number);
+                }
+                let rows = query.build().fetch_all(&mut *self.conn().await?).await?;
+                let mut found = vec![None; addresses.len()];
+                for row in rows {
+                    let k: i64 = row.try_get("k")?;
+                    let slot = found.get_mut(k as usize).ok_or_else(|| {
+                        $crate::Error::Database(format!("lookup answered unknown key {k}"))
+                    })?;
+                    *slot = Some($crate::domain::Chat::from_row(&row)?);
+                }
+                Ok(found)
+            }
+
             async fn chat_by_token(
                 &self,
                 token: &str,
@@ -177,6 +232,32 @@ macro_rules! impl_sql_store {
                     .await?;
                 tx.commit().await?;
                 Ok(message)
+            }
+
+            async fn insert_messages(
+                &self,
+                batch: &[$crate::store::NewMessage],
+            ) -> Vec<$crate::Result<$crate::domain::Message>> {
+                if batch.len() == 1 {
+                    return vec![
+                        self.insert_messages_at_once(batch)
+                            .await
+                            .map(|mut m| m.remove(0)),
+                    ];
+                }
+                match self.insert_messages_at_once(batch).await {
+                    Ok(messages) => messages.into_iter().map(Ok).collect(),
+                    Err(err) if $crate::store::row_level(&err) => {
+                        futures::future::join_all(batch.iter().map(|m| async move {
+                            let mut one = self
+                                .insert_messages_at_once(std::slice::from_ref(m))
+                                .await?;
+                            Ok(one.remove(0))
+                        }))
+                        .await
+                    }
+                    Err(err) => batch.iter().map(|_| Err(err.clone())).collect(),
+                }
             }
 
             async fn message(
@@ -466,6 +547,194 @@ macro_rules! impl_sql_store {
         }
 
         impl $store {
+            /// The whole batch in one transaction: one multi-row `INSERT` for the chats, one
+            /// `SELECT` for their ids, one multi-row `INSERT` for their events.
+            async fn insert_chats_at_once(
+                &self,
+                batch: &[$crate::store::NewChat],
+            ) -> $crate::Result<Vec<$crate::domain::Chat>> {
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<Vec<$crate::domain::Chat>> = async {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO chats (chat_application_id, number, messages_count, created_at, updated_at) ",
+                    );
+                    insert.push_values(batch, |mut row, c| {
+                        row.push_bind(c.application_id)
+                            .push_bind(c.number)
+                            .push_bind(0_i64)
+                            .push_bind(c.now)
+                            .push_bind(c.now);
+                    });
+                    let done = insert.build().execute(&mut *tx).await?;
+                    let keys: Vec<(i64, i64)> =
+                        batch.iter().map(|c| (c.application_id, c.number)).collect();
+                    let ids =
+                        Self::ids_of(&mut tx, &done, "chats", "chat_application_id", &keys).await?;
+                    let chats = batch
+                        .iter()
+                        .zip(ids)
+                        .map(|(c, id)| $crate::domain::Chat {
+                            id,
+                            application_id: c.application_id,
+                            number: c.number,
+                            messages_count: 0,
+                            created_at: c.now,
+                            updated_at: c.now,
+                        })
+                        .collect::<Vec<_>>();
+                    let events: Vec<_> = chats
+                        .iter()
+                        .zip(batch)
+                        .map(|(c, new)| {
+                            let event = $crate::events::Envelope::chat_created(c)
+                                .traced(new.trace.clone());
+                            (event.to_json(), c.created_at)
+                        })
+                        .collect();
+                    Self::insert_events(&mut tx, &events).await?;
+                    Ok(chats)
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            /// [`Self::insert_chats_at_once`] for messages.
+            async fn insert_messages_at_once(
+                &self,
+                batch: &[$crate::store::NewMessage],
+            ) -> $crate::Result<Vec<$crate::domain::Message>> {
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<Vec<$crate::domain::Message>> = async {
+                    let mut insert = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO messages (chat_id, number, body, created_at, updated_at) ",
+                    );
+                    insert.push_values(batch, |mut row, m| {
+                        row.push_bind(m.chat.id)
+                            .push_bind(m.number)
+                            .push_bind(m.body.as_str())
+                            .push_bind(m.now)
+                            .push_bind(m.now);
+                    });
+                    let done = insert.build().execute(&mut *tx).await?;
+                    let keys: Vec<(i64, i64)> =
+                        batch.iter().map(|m| (m.chat.id, m.number)).collect();
+                    let ids = Self::ids_of(&mut tx, &done, "messages", "chat_id", &keys).await?;
+                    let mut events = Vec::with_capacity(batch.len());
+                    let messages = batch
+                        .iter()
+                        .zip(ids)
+                        .map(|(m, id)| {
+                            let message = $crate::domain::Message {
+                                id,
+                                chat_id: m.chat.id,
+                                number: m.number,
+                                body: m.body.clone(),
+                                version: 1,
+                                created_at: m.now,
+                                updated_at: m.now,
+                            };
+                            events.push((
+                                $crate::events::Envelope::message_created(
+                                    m.chat.application_id,
+                                    &message,
+                                )
+                                .traced(m.trace.clone())
+                                .to_json(),
+                                m.now,
+                            ));
+                            message
+                        })
+                        .collect::<Vec<_>>();
+                    Self::insert_events(&mut tx, &events).await?;
+                    Ok(messages)
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            /// Commits after success, rolls back after failure (explicitly: a dropped
+            /// transaction would keep its locks until the pooled connection is used again).
+            async fn finish<T>(
+                tx: sqlx::Transaction<'static, $db>,
+                written: $crate::Result<T>,
+            ) -> $crate::Result<T> {
+                match written {
+                    Ok(value) => {
+                        tx.commit().await?;
+                        Ok(value)
+                    }
+                    Err(err) => {
+                        // The original error says more than a failed rollback on a dead link.
+                        let _ = tx.rollback().await;
+                        Err(err)
+                    }
+                }
+            }
+
+            /// The ids of rows just inserted, in the order of `keys` (parent id, number). Ids
+            /// of several rows are read back rather than derived from the last insert id: a
+            /// multi-row insert need not get consecutive ids (InnoDB's interleaved
+            /// auto-increment mode).
+            async fn ids_of(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                done: &<$db as sqlx::Database>::QueryResult,
+                table: &'static str,
+                parent: &'static str,
+                keys: &[(i64, i64)],
+            ) -> $crate::Result<Vec<i64>> {
+                use sqlx::Row;
+                if keys.len() == 1 {
+                    let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
+                    return Ok(vec![last_id(done)]);
+                }
+                let mut by_parent: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+                for &(p, n) in keys {
+                    by_parent.entry(p).or_default().push(n);
+                }
+                let mut select = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT id, {parent} AS parent, number FROM {table} WHERE "
+                ));
+                for (i, (p, numbers)) in by_parent.iter().enumerate() {
+                    if i > 0 {
+                        select.push(" OR ");
+                    }
+                    select.push(format!("({parent} = "));
+                    select.push_bind(*p);
+                    select.push(" AND number IN (");
+                    let mut list = select.separated(", ");
+                    for n in numbers {
+                        list.push_bind(*n);
+                    }
+                    select.push("))");
+                }
+                let mut ids = std::collections::HashMap::with_capacity(keys.len());
+                for row in select.build().fetch_all(&mut **tx).await? {
+                    let key: (i64, i64) = (row.try_get("parent")?, row.try_get("number")?);
+                    ids.insert(key, row.try_get::<i64, _>("id")?);
+                }
+                keys.iter()
+                    .map(|key| {
+                        ids.get(key).copied().ok_or_else(|| {
+                            $crate::Error::Database(format!("inserted row {key:?} not found"))
+                        })
+                    })
+                    .collect()
+            }
+
+            /// One multi-row `INSERT` into the outbox.
+            async fn insert_events(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                events: &[(String, chrono::DateTime<chrono::Utc>)],
+            ) -> $crate::Result<()> {
+                let mut insert =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO outbox (payload, created_at) ");
+                insert.push_values(events, |mut row, (payload, at)| {
+                    row.push_bind(payload.as_str()).push_bind(*at);
+                });
+                insert.build().execute(&mut **tx).await?;
+                Ok(())
+            }
+
             /// A pooled connection, the wait for it recorded (`chat_db_acquire_duration_seconds`).
             async fn conn(&self) -> $crate::Result<sqlx::pool::PoolConnection<$db>> {
                 let started = std::time::Instant::now();

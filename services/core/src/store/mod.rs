@@ -16,6 +16,26 @@ use crate::domain::{Application, Chat, Message, Page, PageRequest, Sequence};
 use crate::error::Result;
 use crate::queue::Queue;
 
+/// A message to insert: its chat, the number numbering gave it, and the body.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub chat: Chat,
+    pub number: i64,
+    pub body: String,
+    pub now: DateTime<Utc>,
+    /// `traceparent` of the request, for the event (see [`crate::events::Envelope::trace`]).
+    pub trace: Option<String>,
+}
+
+/// A chat to insert into an application under a number.
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub application_id: i64,
+    pub number: i64,
+    pub now: DateTime<Utc>,
+    pub trace: Option<String>,
+}
+
 /// Durable storage of applications, chats and messages, and of the outbox their events go
 /// through.
 ///
@@ -51,8 +71,14 @@ pub trait Store: Send + Sync + 'static {
         number: i64,
         now: DateTime<Utc>,
     ) -> Result<Chat>;
+    /// Inserts many chats in one transaction (one multi-row `INSERT`), answering one result
+    /// per item in order. A row the database refuses (a taken number) does not fail the
+    /// others: the batch is then retried row by row, so only that row answers the error.
+    async fn insert_chats(&self, batch: &[NewChat]) -> Vec<Result<Chat>>;
     /// One round trip from the client's address (token, number) to the chat.
     async fn chat_by_token(&self, token: &str, number: i64) -> Result<Option<Chat>>;
+    /// Many addresses in one round trip: one answer per address, in order.
+    async fn chats_by_token(&self, addresses: &[(String, i64)]) -> Result<Vec<Option<Chat>>>;
     async fn chats(&self, application_id: i64, page: PageRequest) -> Result<Page<Chat>>;
 
     async fn insert_message(
@@ -62,6 +88,8 @@ pub trait Store: Send + Sync + 'static {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<Message>;
+    /// [`Store::insert_chats`] for messages.
+    async fn insert_messages(&self, batch: &[NewMessage]) -> Vec<Result<Message>>;
     async fn message(&self, chat_id: i64, number: i64) -> Result<Option<Message>>;
     async fn messages(&self, chat_id: i64, page: PageRequest) -> Result<Page<Message>>;
     /// Replaces the body and bumps the version.
@@ -122,6 +150,16 @@ pub trait Store: Send + Sync + 'static {
     async fn application_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
     /// (applications, chats, messages) rows, for progress reporting.
     async fn totals(&self) -> Result<(i64, i64, i64)>;
+}
+
+/// Whether a failed batch is worth retrying row by row: the database refused some row (a
+/// taken number, a constraint, a value) or broke a deadlock over some row's key, not the
+/// connection or the server as a whole.
+fn row_level(err: &crate::Error) -> bool {
+    matches!(
+        err,
+        crate::Error::Taken | crate::Error::Deadlock(_) | crate::Error::Database(_)
+    )
 }
 
 /// Compares the migrations this binary ships with those recorded in the database, so an `api`

@@ -16,6 +16,12 @@ pub const CHAT_BY_TOKEN: &str = "SELECT c.id, c.chat_application_id AS applicati
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
      WHERE a.token = ? AND c.number = ?";
+/// `CHAT_BY_TOKEN` without its `SELECT` keyword and last placeholder, for batched lookups:
+/// `SELECT <k> AS k, ` + this + token + ` AND c.number = ` + number.
+pub const CHAT_BY_TOKEN_PARTS: &str = "c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
+            c.created_at, c.updated_at \
+     FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
+     WHERE a.token = ";
 pub const CHATS_AFTER: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at \
      FROM chats WHERE chat_application_id = ? AND number > ? ORDER BY number ASC LIMIT ?";
 pub const CHATS_BEFORE: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at \
