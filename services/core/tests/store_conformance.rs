@@ -301,7 +301,57 @@ conformance!(
     batched_inserts_answer_per_row,
     a_taken_number_fails_only_its_own_row,
     batched_lookups_answer_per_address,
+    concurrent_batched_recounts_never_double_count,
 );
+
+/// Several counters recounting the same chats at once, while rows keep settling and arriving:
+/// every answer and the stored counts stay exact (the compare-and-set makes the loser recount).
+async fn concurrent_batched_recounts_never_double_count(f: Fixture) {
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let old = now() - chrono::Duration::seconds(120);
+    let mut chats = Vec::new();
+    for number in 1..=4 {
+        chats.push(s.insert_chat(app.id, number, old).await.unwrap());
+    }
+    let ids: Vec<i64> = chats.iter().map(|c| c.id).collect();
+    let settle = now() - chrono::Duration::seconds(30);
+    let mut expected = vec![0_i64; chats.len()];
+    let mut next = 1;
+    for round in 0..6 {
+        // Settled rows move the watermark; fresh ones stay above it.
+        for (i, chat) in chats.iter().enumerate() {
+            for _ in 0..=i {
+                let at = if round % 2 == 0 { old } else { now() };
+                s.insert_message(chat, next, "x", at).await.unwrap();
+                next += 1;
+                expected[i] += 1;
+            }
+        }
+        let racers = (0..4).map(|_| s.recount_chats(&ids, settle, false));
+        for counts in futures::future::join_all(racers).await {
+            assert_eq!(counts.unwrap(), expected, "round {round}");
+        }
+        for (i, chat) in chats.iter().enumerate() {
+            let stored = s.chat_by_token(TOKEN, chat.number).await.unwrap().unwrap();
+            assert_eq!(
+                stored.messages_count, expected[i],
+                "round {round}, chat {i}"
+            );
+        }
+    }
+    assert_eq!(
+        s.recount_chats(&ids, settle, true).await.unwrap(),
+        expected,
+        "from scratch agrees"
+    );
+    assert_eq!(
+        s.recount_applications(&[app.id, 999_999], settle, false)
+            .await
+            .unwrap(),
+        vec![4, 0]
+    );
+}
 
 /// A batch writes every row and one event per row, and each answer carries the row's real id.
 async fn batched_inserts_answer_per_row(f: Fixture) {

@@ -447,19 +447,19 @@ macro_rules! impl_sql_store {
                 }
             }
 
-            async fn recount_chat(
+            async fn recount_chats(
                 &self,
-                chat_id: i64,
+                chat_ids: &[i64],
                 settled_before: chrono::DateTime<chrono::Utc>,
                 from_scratch: bool,
-            ) -> $crate::Result<i64> {
+            ) -> $crate::Result<Vec<i64>> {
                 use $crate::store::sql;
                 self.recount(
-                    chat_id,
+                    chat_ids,
                     settled_before,
                     from_scratch,
                     [
-                        Self::LOCK_CHAT_COUNTS,
+                        sql::CHAT_COUNTS,
                         sql::MESSAGES_SETTLED_MAX,
                         sql::MESSAGES_COUNT_RANGE,
                         sql::UPDATE_CHAT_COUNTS,
@@ -468,19 +468,19 @@ macro_rules! impl_sql_store {
                 .await
             }
 
-            async fn recount_application(
+            async fn recount_applications(
                 &self,
-                application_id: i64,
+                application_ids: &[i64],
                 settled_before: chrono::DateTime<chrono::Utc>,
                 from_scratch: bool,
-            ) -> $crate::Result<i64> {
+            ) -> $crate::Result<Vec<i64>> {
                 use $crate::store::sql;
                 self.recount(
-                    application_id,
+                    application_ids,
                     settled_before,
                     from_scratch,
                     [
-                        Self::LOCK_APPLICATION_COUNTS,
+                        sql::APPLICATION_COUNTS,
                         sql::CHATS_SETTLED_MAX,
                         sql::CHATS_COUNT_RANGE,
                         sql::UPDATE_APPLICATION_COUNTS,
@@ -743,54 +743,96 @@ macro_rules! impl_sql_store {
                 Ok(conn?)
             }
 
-            /// Recounts one parent (a chat's messages, an application's chats) past its settled
-            /// watermark. `statements`: lock the parent's counters, find the new watermark,
-            /// count a number range, store the counters.
+            /// Recounts parents (chats' messages, applications' chats) past their settled
+            /// watermarks. `statements`: read a parent's counters, find the new watermark,
+            /// count a number range, store the counters if unchanged since read.
             async fn recount(
                 &self,
-                parent_id: i64,
+                parent_ids: &[i64],
                 settled_before: chrono::DateTime<chrono::Utc>,
                 from_scratch: bool,
-                [lock, settled_max, count_range, store]: [&'static str; 4],
-            ) -> $crate::Result<i64> {
-                let mut tx = self.begin_write().await?;
-                let Some((mut counted_number, mut counted)): Option<(i64, i64)> =
-                    sqlx::query_as(lock)
-                        .bind(parent_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                else {
-                    tx.rollback().await?;
-                    return Ok(0);
-                };
-                if from_scratch {
-                    (counted_number, counted) = (0, 0);
+                [read, settled_max, count_range, store]: [&'static str; 4],
+            ) -> $crate::Result<Vec<i64>> {
+                // A parent another counter updated meanwhile is recounted from its new values;
+                // more than a few rounds means someone recounts it non-stop: give up this time.
+                const ROUNDS: usize = 5;
+                let mut counts = vec![0_i64; parent_ids.len()];
+                let mut pending: Vec<usize> = (0..parent_ids.len()).collect();
+                for _ in 0..ROUNDS {
+                    if pending.is_empty() {
+                        return Ok(counts);
+                    }
+                    // (index, read values, new values)
+                    let mut plans = Vec::with_capacity(pending.len());
+                    {
+                        let mut conn = self.conn().await?;
+                        for &i in &pending {
+                            let id = parent_ids[i];
+                            let Some(old): Option<(i64, i64, i64)> = sqlx::query_as(read)
+                                .bind(id)
+                                .fetch_optional(&mut *conn)
+                                .await?
+                            else {
+                                continue;
+                            };
+                            let (base_number, base_count) =
+                                if from_scratch { (0, 0) } else { (old.0, old.1) };
+                            let horizon: i64 = sqlx::query_scalar::<_, i64>(settled_max)
+                                .bind(id)
+                                .bind(base_number)
+                                .bind(settled_before)
+                                .fetch_one(&mut *conn)
+                                .await?
+                                .max(base_number);
+                            let count = |from: i64, to: i64| {
+                                sqlx::query_scalar::<_, i64>(count_range)
+                                    .bind(id)
+                                    .bind(from)
+                                    .bind(to)
+                            };
+                            let settled = base_count
+                                + count(base_number, horizon).fetch_one(&mut *conn).await?;
+                            let recent = count(horizon, i64::MAX).fetch_one(&mut *conn).await?;
+                            counts[i] = settled + recent;
+                            let new = (horizon, settled, settled + recent);
+                            if new != old {
+                                plans.push((i, old, new));
+                            }
+                        }
+                    }
+                    pending.clear();
+                    if plans.is_empty() {
+                        return Ok(counts);
+                    }
+                    let mut tx = self.begin_write().await?;
+                    let written: $crate::Result<()> = async {
+                        for (i, old, new) in &plans {
+                            let done = sqlx::query(store)
+                                .bind(new.0)
+                                .bind(new.1)
+                                .bind(new.2)
+                                .bind(parent_ids[*i])
+                                .bind(old.0)
+                                .bind(old.1)
+                                .bind(old.2)
+                                .execute(&mut *tx)
+                                .await?;
+                            if done.rows_affected() == 0 {
+                                pending.push(*i);
+                            }
+                        }
+                        Ok(())
+                    }
+                    .await;
+                    Self::finish(tx, written).await?;
                 }
-                let horizon: i64 = sqlx::query_scalar::<_, i64>(settled_max)
-                    .bind(parent_id)
-                    .bind(counted_number)
-                    .bind(settled_before)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .max(counted_number);
-                let count = |from: i64, to: i64| {
-                    sqlx::query_scalar::<_, i64>(count_range)
-                        .bind(parent_id)
-                        .bind(from)
-                        .bind(to)
-                };
-                let newly_settled = count(counted_number, horizon).fetch_one(&mut *tx).await?;
-                let recent = count(horizon, i64::MAX).fetch_one(&mut *tx).await?;
-                let settled = counted + newly_settled;
-                sqlx::query(store)
-                    .bind(horizon)
-                    .bind(settled)
-                    .bind(settled + recent)
-                    .bind(parent_id)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(settled + recent)
+                if pending.is_empty() {
+                    Ok(counts)
+                } else {
+                    Err($crate::Error::Contention {
+                        attempts: ROUNDS as u32,
+                    })
+                }
             }
         }
     };

@@ -121,22 +121,48 @@ pub trait Store: Send + Sync + 'static {
     /// whether it did, so exactly one of several racing processes wins.
     async fn swap_state(&self, name: &str, expected: Option<&str>, new: &str) -> Result<bool>;
 
-    /// Recomputes a chat's `messages_count` exactly, counting only rows past its settled
+    /// Recomputes chats' `messages_count` exactly, counting only rows past each chat's settled
     /// watermark (rows created before `settled_before` can no longer appear below it) unless
-    /// `from_scratch`. Answers the count; 0 for a chat that does not exist.
+    /// `from_scratch`. Counting takes no lock (writers never wait for it); the results are
+    /// written together in one short transaction, each as a compare-and-set on the values the
+    /// count started from, so concurrent counters never double count. Answers the counts in
+    /// order; 0 for a chat that does not exist.
+    async fn recount_chats(
+        &self,
+        chat_ids: &[i64],
+        settled_before: DateTime<Utc>,
+        from_scratch: bool,
+    ) -> Result<Vec<i64>>;
+    /// The same for applications' `chats_count`.
+    async fn recount_applications(
+        &self,
+        application_ids: &[i64],
+        settled_before: DateTime<Utc>,
+        from_scratch: bool,
+    ) -> Result<Vec<i64>>;
+
     async fn recount_chat(
         &self,
         chat_id: i64,
         settled_before: DateTime<Utc>,
         from_scratch: bool,
-    ) -> Result<i64>;
-    /// The same for an application's `chats_count`.
+    ) -> Result<i64> {
+        let counts = self
+            .recount_chats(&[chat_id], settled_before, from_scratch)
+            .await?;
+        Ok(counts.first().copied().unwrap_or(0))
+    }
     async fn recount_application(
         &self,
         application_id: i64,
         settled_before: DateTime<Utc>,
         from_scratch: bool,
-    ) -> Result<i64>;
+    ) -> Result<i64> {
+        let counts = self
+            .recount_applications(&[application_id], settled_before, from_scratch)
+            .await?;
+        Ok(counts.first().copied().unwrap_or(0))
+    }
 
     /// Messages in id order after `after_id` (optionally of one chat): the repair commands'
     /// resumable scan.

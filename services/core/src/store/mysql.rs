@@ -63,11 +63,6 @@ impl MySqlStore {
     /// Several relays share the outbox: each takes rows no other one holds, without waiting.
     const CLAIM_OUTBOX: &'static str = "SELECT id, payload FROM outbox WHERE published_at IS NULL \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
-    /// Counter replicas recounting the same chat take turns.
-    const LOCK_CHAT_COUNTS: &'static str =
-        "SELECT counted_number, counted_messages FROM chats WHERE id = ? FOR UPDATE";
-    const LOCK_APPLICATION_COUNTS: &'static str =
-        "SELECT counted_number, counted_chats FROM chat_applications WHERE id = ? FOR UPDATE";
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::MySql>> {
         let started = std::time::Instant::now();

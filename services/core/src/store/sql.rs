@@ -60,13 +60,20 @@ pub const MESSAGES_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM mes
      WHERE chat_id = ? AND number > ? AND created_at < ?";
 pub const MESSAGES_COUNT_RANGE: &str =
     "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND number > ? AND number <= ?";
-pub const UPDATE_CHAT_COUNTS: &str =
-    "UPDATE chats SET counted_number = ?, counted_messages = ?, messages_count = ? WHERE id = ?";
+pub const CHAT_COUNTS: &str =
+    "SELECT counted_number, counted_messages, messages_count FROM chats WHERE id = ?";
+/// Compare-and-set on the values the recount started from: a concurrent counter's write wins,
+/// and this one recounts from what it wrote.
+pub const UPDATE_CHAT_COUNTS: &str = "UPDATE chats SET counted_number = ?, counted_messages = ?, messages_count = ? \
+     WHERE id = ? AND counted_number = ? AND counted_messages = ? AND messages_count = ?";
 pub const CHATS_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM chats \
      WHERE chat_application_id = ? AND number > ? AND created_at < ?";
 pub const CHATS_COUNT_RANGE: &str =
     "SELECT COUNT(*) FROM chats WHERE chat_application_id = ? AND number > ? AND number <= ?";
-pub const UPDATE_APPLICATION_COUNTS: &str = "UPDATE chat_applications SET counted_number = ?, counted_chats = ?, chats_count = ? WHERE id = ?";
+pub const APPLICATION_COUNTS: &str =
+    "SELECT counted_number, counted_chats, chats_count FROM chat_applications WHERE id = ?";
+pub const UPDATE_APPLICATION_COUNTS: &str = "UPDATE chat_applications SET counted_number = ?, counted_chats = ?, chats_count = ? \
+     WHERE id = ? AND counted_number = ? AND counted_chats = ? AND chats_count = ?";
 
 pub const MESSAGES_BY_ID: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
      FROM messages WHERE id > ? ORDER BY id LIMIT ?";

@@ -52,10 +52,6 @@ impl SqliteStore {
     /// One process writes an SQLite file, and `BEGIN IMMEDIATE` already excludes other writers.
     const CLAIM_OUTBOX: &'static str =
         "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?";
-    const LOCK_CHAT_COUNTS: &'static str =
-        "SELECT counted_number, counted_messages FROM chats WHERE id = ?";
-    const LOCK_APPLICATION_COUNTS: &'static str =
-        "SELECT counted_number, counted_chats FROM chat_applications WHERE id = ?";
 
     /// Takes the write lock up front: a transaction that reads first and writes later can fail
     /// with SQLITE_BUSY in WAL mode, which no busy timeout waits out.

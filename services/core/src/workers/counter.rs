@@ -17,6 +17,8 @@ use crate::store::Store;
 /// it (pool wait and statement time are bounded well below it).
 pub const SETTLE: Duration = Duration::from_secs(30);
 const BATCH: usize = 1000;
+/// Keys recounted per write transaction.
+const RECOUNT_CHUNK: usize = 200;
 
 pub struct Counter {
     pub store: Arc<dyn Store>,
@@ -136,16 +138,30 @@ impl Counter {
         let keys = dirty.applications.len() + dirty.chats.len();
         let settled_before =
             crate::domain::now() - chrono::Duration::from_std(SETTLE).expect("small duration");
-        // Recounted ones leave the set as they succeed, so a failure midway repeats only the rest.
-        while let Some(&id) = dirty.applications.first() {
+        // Recounted ones leave the set chunk by chunk, so a failure midway repeats only the
+        // rest. A chunk is one short write transaction (one fsync for SQLite, not one per key).
+        while !dirty.applications.is_empty() {
+            let chunk: Vec<i64> = dirty
+                .applications
+                .iter()
+                .take(RECOUNT_CHUNK)
+                .copied()
+                .collect();
             self.store
-                .recount_application(id, settled_before, false)
+                .recount_applications(&chunk, settled_before, false)
                 .await?;
-            dirty.applications.remove(&id);
+            for id in chunk {
+                dirty.applications.remove(&id);
+            }
         }
-        while let Some(&id) = dirty.chats.first() {
-            self.store.recount_chat(id, settled_before, false).await?;
-            dirty.chats.remove(&id);
+        while !dirty.chats.is_empty() {
+            let chunk: Vec<i64> = dirty.chats.iter().take(RECOUNT_CHUNK).copied().collect();
+            self.store
+                .recount_chats(&chunk, settled_before, false)
+                .await?;
+            for id in chunk {
+                dirty.chats.remove(&id);
+            }
         }
         self.queue.ack(Group::Counter, &dirty.acks).await?;
         crate::metrics::COUNTER_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
