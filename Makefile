@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint fmt build release services kind-up e2e kind-down help
+.PHONY: run test lint fmt build release bench services kind-up e2e kind-down help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ build: ## Debug build of everything
 
 release: ## Release build of the chat-system binary (target/release/chat-system)
 	$(CARGO) build --release --locked -p chat-system
+
+bench: ## Benchmarks (docs/performance.md): starts MariaDB/Redis if needed; `make bench ARGS=--quick` for < 3 min
+	@eval "$$(scripts/ensure-services.sh)" && \
+	  $(CARGO) build --release --locked -p chat-system -p chat-bench && \
+	  CHAT_BENCH_MYSQL=$${CHAT_BENCH_MYSQL:-$$MYSQL} CHAT_BENCH_REDIS=$${CHAT_BENCH_REDIS:-$$REDIS} \
+	  target/release/chat-bench $(ARGS)
 
 services: ## Only make sure MariaDB and Redis are reachable (what `make test` does first)
 	@scripts/ensure-services.sh

@@ -323,7 +323,7 @@ async fn run_all(ctx: &Ctx, run: &Run, report: &mut Report) -> anyhow::Result<()
     let wants_any = |list: &[&str]| list.iter().any(|s| run.wants(s));
     if run.wants_system("embedded") && wants_any(&system_scenarios) {
         eprintln!("bench: embedded (serve)");
-        let mut system = System::embedded(ctx, EMBEDDED, None).await?;
+        let mut system = System::embedded(ctx, EMBEDDED, "serve", None).await?;
         let mut fixture = scenarios::fixture(&system.api, count_chats(run)).await?;
         system_suite(ctx, run, report, &mut system, &mut fixture, true).await?;
         system.stop().await?;
@@ -655,6 +655,7 @@ async fn system_suite(
                 pct,
                 rate,
                 load: row.load.clone(),
+                usage: row.usage.clone(),
             });
             report.rows.push(row);
         }
@@ -686,7 +687,10 @@ fn finish(report: &mut Report, run: &Run) {
     let noop = find(report, "noop", "baseline").map(|r| r.load.rps);
     let insert = find(report, "sql-insert", "baseline").map(|r| r.load.rps);
     for row in &mut report.rows {
-        if row.system == "baseline" || row.key == "sweep" {
+        let relevant = row.key.starts_with("create-")
+            || row.key == "get-message"
+            || row.key == "list-messages";
+        if row.system == "baseline" || !relevant {
             continue;
         }
         let mysql_create = row.system.starts_with("mysql") && row.key.starts_with("create-message");

@@ -89,7 +89,8 @@ struct Stats {
     timeouts: u64,
     statuses: BTreeMap<u16, u64>,
     first_error: Option<String>,
-    last_done: Option<Instant>,
+    /// 2xx answers that arrived inside the measured window (the open loop's throughput).
+    ok_in_window: u64,
 }
 
 impl Stats {
@@ -103,16 +104,16 @@ impl Stats {
             timeouts: 0,
             statuses: BTreeMap::new(),
             first_error: None,
-            last_done: None,
+            ok_in_window: 0,
         }
     }
 
-    fn record(&mut self, latency: Duration, outcome: Option<Outcome>, done: Instant) {
-        self.last_done = Some(done);
+    fn record(&mut self, latency: Duration, outcome: Option<Outcome>, in_window: bool) {
         let micros = (latency.as_micros() as u64).clamp(1, 100_000_000);
         match outcome {
             Some(Outcome::Ok) => {
                 self.ok += 1;
+                self.ok_in_window += u64::from(in_window);
                 self.hist.saturating_record(micros);
             }
             Some(Outcome::Status(code, body)) => {
@@ -146,7 +147,7 @@ impl Stats {
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
-        self.last_done = self.last_done.max(other.last_done);
+        self.ok_in_window += other.ok_in_window;
     }
 }
 
@@ -178,14 +179,12 @@ impl LoadResult {
         self.non2xx + self.errors + self.timeouts
     }
 
-    fn from_stats(mode: Mode, stats: Stats, window: Duration, measure_from: Instant) -> Self {
-        // Open loop: requests due inside the window may complete after it; the achieved rate
-        // is over the time they actually took.
-        let window = match (mode, stats.last_done) {
-            (Mode::Open { .. }, Some(done)) => {
-                window.max(done.saturating_duration_since(measure_from))
-            }
-            _ => window,
+    fn from_stats(mode: Mode, stats: Stats, window: Duration) -> Self {
+        // Closed loop: requests started in the window. Open loop: answers that arrived in it
+        // (requests due in the window may complete after it when the server falls behind).
+        let achieved = match mode {
+            Mode::Closed { .. } => stats.ok,
+            Mode::Open { .. } => stats.ok_in_window,
         };
         let h = &stats.hist;
         let ms = |v: u64| v as f64 / 1000.0;
@@ -200,7 +199,7 @@ impl LoadResult {
             timeouts: stats.timeouts,
             statuses: stats.statuses,
             first_error: stats.first_error,
-            rps: stats.ok as f64 / window.as_secs_f64(),
+            rps: achieved as f64 / window.as_secs_f64(),
             mean_ms: if has { h.mean() / 1000.0 } else { 0.0 },
             p50_ms: ms(h.value_at_quantile(0.50)),
             p90_ms: ms(h.value_at_quantile(0.90)),
@@ -234,7 +233,7 @@ pub async fn run<W: Worker>(workers: Vec<W>, mode: Mode, plan: Plan) -> LoadResu
                     let outcome = tokio::time::timeout(plan.timeout, worker.call()).await.ok();
                     let done = Instant::now();
                     if sent >= measure_from {
-                        stats.record(done - sent, outcome, done);
+                        stats.record(done - sent, outcome, true);
                     }
                 },
                 Mode::Open { rate, .. } => {
@@ -251,7 +250,7 @@ pub async fn run<W: Worker>(workers: Vec<W>, mode: Mode, plan: Plan) -> LoadResu
                         let outcome = tokio::time::timeout(plan.timeout, worker.call()).await.ok();
                         let done = Instant::now();
                         if due >= measure_from {
-                            stats.record(done - due, outcome, done);
+                            stats.record(done - due, outcome, done < end);
                         }
                     }
                 }
@@ -263,7 +262,7 @@ pub async fn run<W: Worker>(workers: Vec<W>, mode: Mode, plan: Plan) -> LoadResu
     for task in tasks {
         total.merge(task.await.expect("load task panicked"));
     }
-    LoadResult::from_stats(mode, total, plan.duration, measure_from)
+    LoadResult::from_stats(mode, total, plan.duration)
 }
 
 /// Writes one complete request into the buffer.

@@ -27,9 +27,9 @@ pub fn svg(report: &Report) -> String {
     );
     let _ = writeln!(out, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
     let title = format!(
-        "create message: latency vs throughput (open loop) — {}, commit {}",
+        "create message (1,000 chats): latency vs throughput, open loop — {}, {}",
         report.meta.date.split('T').next().unwrap_or(""),
-        report.meta.commit
+        report.meta.commit.split(' ').next().unwrap_or("")
     );
     let _ = writeln!(
         out,
@@ -51,7 +51,8 @@ pub fn svg(report: &Report) -> String {
         );
         return out;
     }
-    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.08;
+    let x_step = nice_step(points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.05 / 5.0);
+    let x_max = (points.iter().map(|p| p.0).fold(1.0, f64::max) * 1.05 / x_step).ceil() * x_step;
     let y_lo = points
         .iter()
         .map(|p| p.1.max(0.01))
@@ -95,8 +96,9 @@ pub fn svg(report: &Report) -> String {
         }
         decade += 1.0;
     }
-    for i in 0..=5 {
-        let v = x_max / 5.0 * i as f64;
+    let ticks = (x_max / x_step).round() as usize;
+    for i in 0..=ticks {
+        let v = x_step * i as f64;
         let x = sx(v);
         let _ = writeln!(
             out,
@@ -221,6 +223,16 @@ pub fn svg(report: &Report) -> String {
     );
     out.push_str("</svg>\n");
     out
+}
+
+/// 1, 2 or 5 × a power of ten, at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let base = 10f64.powf(raw.max(1e-9).log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * base)
+        .find(|v| *v >= raw)
+        .unwrap_or(10.0 * base)
 }
 
 fn trim_num(v: f64) -> String {

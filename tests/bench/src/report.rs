@@ -35,6 +35,7 @@ pub struct SweepPoint {
     pub pct: f64,
     pub rate: f64,
     pub load: LoadResult,
+    pub usage: Usage,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -265,16 +266,35 @@ fn row_cells(row: &Row) -> Vec<String> {
 /// One progress line, printed as each scenario finishes.
 pub fn progress_line(row: &Row) -> String {
     let c = row_cells(row);
+    let db = &row.usage.db_status;
+    let db = if db.is_empty() {
+        String::new()
+    } else {
+        let get = |k: &str| db.get(k).copied().unwrap_or(0);
+        format!(
+            "  db: {} commits {} rollbacks {} lock waits ({} ms) {} fsyncs",
+            get("Com_commit"),
+            get("Com_rollback"),
+            get("Innodb_row_lock_waits"),
+            get("Innodb_row_lock_time"),
+            get("Innodb_data_fsyncs")
+        )
+    };
     format!(
-        "  {:<38} {:<12} {:<14} {:>9} ops/s  p50 {:>6}  p99 {:>6}  max {:>6} ms  errors {}  rss {}  cpu {}",
+        "  {:<38} {:<12} {:<14} {:>9} ops/s  p50 {:>6}  p99 {:>6}  max {:>6} ms  errors {}  rss {}  cpu {}{db}",
         c[0], c[1], c[2], c[3], c[4], c[6], c[7], c[8], c[10], c[11]
     )
 }
 
 impl Report {
+    /// The main table's rows: sweep points have a table of their own.
+    fn table_rows(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.key != "sweep")
+    }
+
     pub fn text_table(&self) -> String {
         let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|s| s.to_string()).collect()];
-        rows.extend(self.rows.iter().map(row_cells));
+        rows.extend(self.table_rows().map(row_cells));
         let widths: Vec<usize> = (0..HEADERS.len())
             .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
             .collect();
@@ -318,7 +338,7 @@ impl Report {
             for p in &sweep.points {
                 let _ = writeln!(
                     out,
-                    "  {:>3.0}%  rate {:>7}/s  achieved {:>7}/s  p50 {:>6} ms  p90 {:>6} ms  p99 {:>6} ms  max {:>6} ms  errors {}",
+                    "  {:>3.0}%  rate {:>7}/s  achieved {:>7}/s  p50 {:>6} ms  p90 {:>6} ms  p99 {:>6} ms  max {:>6} ms  errors {}  cpu {}",
                     p.pct,
                     fmt_rate(p.rate),
                     fmt_rate(p.load.rps),
@@ -326,7 +346,8 @@ impl Report {
                     fmt_ms(p.load.p90_ms),
                     fmt_ms(p.load.p99_ms),
                     fmt_ms(p.load.max_ms),
-                    errors_cell(&p.load)
+                    errors_cell(&p.load),
+                    cpu_cell(&p.usage)
                 );
             }
         }
@@ -458,7 +479,7 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("|")
         );
-        for row in &self.rows {
+        for row in self.table_rows() {
             let cells: Vec<String> = row_cells(row)
                 .into_iter()
                 .map(|c| {
@@ -488,12 +509,12 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| % of max | rate/s | achieved/s | p50 ms | p90 ms | p99 ms | max ms | errors |\n|---:|---:|---:|---:|---:|---:|---:|---|"
+                "| % of max | rate/s | achieved/s | p50 ms | p90 ms | p99 ms | max ms | errors | CPU% cli/srv/db/redis |\n|---:|---:|---:|---:|---:|---:|---:|---|---|"
             );
             for p in &sweep.points {
                 let _ = writeln!(
                     out,
-                    "| {:.0}% | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {:.0}% | {} | {} | {} | {} | {} | {} | {} | {} |",
                     p.pct,
                     fmt_rate(p.rate),
                     fmt_rate(p.load.rps),
@@ -501,7 +522,8 @@ impl Report {
                     fmt_ms(p.load.p90_ms),
                     fmt_ms(p.load.p99_ms),
                     fmt_ms(p.load.max_ms),
-                    errors_cell(&p.load)
+                    errors_cell(&p.load),
+                    cpu_cell(&p.usage)
                 );
             }
             out.push('\n');

@@ -226,9 +226,17 @@ pub async fn http_row(
         eprintln!("bench:   (system still busy after {settle:?}; measuring {scenario} anyway)");
     }
     let workers = HttpWorker::many(&system.api, mode.workers(), Arc::new(requests));
+    let status = match &system.mysql {
+        Some(url) => Some(crate::system::db_status(url).await),
+        None => None,
+    };
     let meter = Meter::for_system(ctx, system);
     let load = load::run(workers, mode, plan).await;
-    let usage = meter.finish(ctx);
+    let mut usage = meter.finish(ctx);
+    if let (Some(before), Some(url)) = (status, &system.mysql) {
+        usage.db_status =
+            crate::system::status_delta(&before, &crate::system::db_status(url).await);
+    }
     system.check_alive()?;
     let row = Row {
         key: key.into(),

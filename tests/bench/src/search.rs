@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, plan: &SearchPlan) -> anyhow::Result<(Vec<Row>, Sear
         .prefix("chat-bench-search-")
         .tempdir_in(&ctx.work_dir)?;
     let label = "embedded 1M".replace("1M", &short_count(plan.messages));
-    let system = System::embedded(ctx, &label, Some(data.path())).await?;
+    let system = System::embedded(ctx, &label, "serve-search", Some(data.path())).await?;
     let addr = system.api[0];
     let mut client = Client::new(addr);
     let app = client
@@ -213,7 +213,7 @@ pub async fn run(ctx: &Ctx, plan: &SearchPlan) -> anyhow::Result<(Vec<Row>, Sear
     let index_load_s = started.elapsed().as_secs_f64();
     eprintln!("bench:   {written} documents indexed in {index_load_s:.1} s");
 
-    let mut system = System::embedded(ctx, &label, Some(data.path())).await?;
+    let mut system = System::embedded(ctx, &label, "serve-search", Some(data.path())).await?;
     let addr = system.api[0];
     let path = format!("/chat_applications/{token}/chats/1/messages/search?q=");
     let rare = rare_words(plan.messages);

@@ -183,6 +183,8 @@ pub async fn remove_stale(mysql_url: &str, redis_url: &str) -> anyhow::Result<()
 /// One system under test: its processes and the api addresses clients spread over.
 pub struct System {
     pub label: String,
+    /// MySQL mode: the server URL, for status counters.
+    pub mysql: Option<String>,
     pub servers: Vec<Server>,
     pub api: Vec<SocketAddr>,
     env: Vec<(String, String)>,
@@ -194,6 +196,7 @@ impl System {
     pub async fn embedded(
         ctx: &Ctx,
         label: &str,
+        server: &str,
         data_dir: Option<&Path>,
     ) -> anyhow::Result<System> {
         let (data, dir) = match data_dir {
@@ -209,12 +212,13 @@ impl System {
         let env = ctx.common_env(&dir);
         let mut system = System {
             label: label.to_owned(),
+            mysql: None,
             servers: Vec::new(),
             api: Vec::new(),
             env,
             _data: data,
         };
-        system.start_api(ctx, "serve", "serve").await?;
+        system.start_api(ctx, server, "serve").await?;
         Ok(system)
     }
 
@@ -259,6 +263,7 @@ impl System {
         .await?;
         let mut system = System {
             label: label.to_owned(),
+            mysql: Some(ctx.mysql_url.clone()),
             servers: Vec::new(),
             api: Vec::new(),
             env,
@@ -358,6 +363,38 @@ pub struct Usage {
     pub redis_cpu_pct: f64,
     /// (process, peak RSS in MiB during the scenario)
     pub peak_rss_mib: Vec<(String, f64)>,
+    /// MySQL mode: deltas of server-wide status counters over the scenario (commits, inserts,
+    /// rollbacks, row-lock waits, deadlocks, fsyncs); they include any other client's work.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub db_status: std::collections::BTreeMap<String, i64>,
+}
+
+const DB_STATUS: &str = "SHOW GLOBAL STATUS WHERE Variable_name IN ('Com_commit', 'Com_insert', \
+     'Com_rollback', 'Innodb_row_lock_waits', 'Innodb_row_lock_time', 'Innodb_deadlocks', \
+     'Innodb_data_fsyncs', 'Questions')";
+
+/// The MySQL server's status counters (empty when unreachable).
+pub async fn db_status(url: &str) -> std::collections::BTreeMap<String, i64> {
+    let Ok(mut conn) = sqlx::MySqlConnection::connect(url).await else {
+        return Default::default();
+    };
+    let rows: Vec<(String, String)> = sqlx::query_as(DB_STATUS)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .filter_map(|(k, v)| Some((k, v.parse().ok()?)))
+        .collect()
+}
+
+pub fn status_delta(
+    before: &std::collections::BTreeMap<String, i64>,
+    after: &std::collections::BTreeMap<String, i64>,
+) -> std::collections::BTreeMap<String, i64> {
+    after
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), v - before.get(k)?)))
+        .collect()
 }
 
 pub struct Meter {
@@ -417,6 +454,7 @@ impl Meter {
                 .iter()
                 .filter_map(|(n, p, _)| Some((n.clone(), procs::peak_rss_mib(*p)?)))
                 .collect(),
+            db_status: Default::default(),
         }
     }
 }
