@@ -110,6 +110,11 @@ impl InsertWorker {
             .max_connections(n as u32)
             .connect(url)
             .await?;
+        // Each run starts on an empty table: numbers restart at 1, and a table already holding
+        // the previous run's rows would make the two runs unequal.
+        sqlx::query("TRUNCATE TABLE bench_messages")
+            .execute(&pool)
+            .await?;
         let next = Arc::new(AtomicI64::new(1));
         let tuple = "(?, ?, ?, ?, ?)";
         let sql = Arc::new(format!(
