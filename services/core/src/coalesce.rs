@@ -7,6 +7,7 @@
 //! wait and go out together in the next batch. Each caller gets its own result, only after its
 //! batch has finished (for writes: committed).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -16,8 +17,8 @@ use crate::error::{Error, Result};
 
 type Job<I, O> = (I, oneshot::Sender<Result<O>>);
 
-/// Hands items to a flush function in batches of at most `max_batch`, with at most `parallel`
-/// flushes in flight.
+/// Hands items to a flush function in batches of at most `max_batch` (a power of two), with at
+/// most `parallel` flushes in flight.
 pub struct Coalescer<I, O> {
     jobs: mpsc::Sender<Job<I, O>>,
     kind: &'static str,
@@ -40,7 +41,7 @@ impl<I: Send + 'static, O: Send + 'static> Coalescer<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Result<O>>> + Send + 'static,
     {
-        let max_batch = max_batch.max(1);
+        let max_batch = max_batch.max(1).next_power_of_two();
         // Room for a few full batches; beyond that callers wait to enqueue (backpressure).
         let (jobs, queue) = mpsc::channel(max_batch * parallel.max(1) * 4);
         tokio::spawn(dispatch(
@@ -81,14 +82,31 @@ async fn dispatch<I, O, F, Fut>(
     F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<Result<O>>> + Send + 'static,
 {
-    let mut batch = Vec::with_capacity(max_batch);
+    let mut received = Vec::with_capacity(max_batch);
+    let mut pending: VecDeque<Job<I, O>> = VecDeque::with_capacity(max_batch);
     // The slot is taken before the batch is drained, so items keep accumulating while every
     // slot is busy: that is what makes batches grow with load.
     while let Ok(slot) = slots.clone().acquire_owned().await {
-        if queue.recv_many(&mut batch, max_batch).await == 0 {
-            return;
+        if pending.is_empty() {
+            if queue.recv_many(&mut received, max_batch).await == 0 {
+                return;
+            }
+            pending.extend(received.drain(..));
         }
-        let (items, replies): (Vec<I>, Vec<_>) = batch.drain(..).unzip();
+        while pending.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => pending.push_back(job),
+                Err(_) => break,
+            }
+        }
+        // Batches come in power-of-two sizes only (the rest waits for the next slot), so the
+        // statements a flush builds take a handful of shapes and stay in each connection's
+        // prepared-statement cache. An evicted statement costs a close the server never
+        // answers, and the next packet then waits out TCP's delayed acknowledgement (~40 to
+        // 200 ms on Linux, as sqlx does not set TCP_NODELAY).
+        let take = 1 << pending.len().ilog2();
+        let batch: Vec<Job<I, O>> = pending.drain(..take).collect();
+        let (items, replies): (Vec<I>, Vec<_>) = batch.into_iter().unzip();
         crate::metrics::BATCH_SIZE
             .with_label_values(&[kind])
             .observe(items.len() as f64);
@@ -140,7 +158,8 @@ mod tests {
     async fn batches_grow_while_the_slot_is_busy_and_stay_bounded() {
         let sizes = Arc::new(Mutex::new(Vec::new()));
         let seen = sizes.clone();
-        let c = Coalescer::new("test", 10, 1, move |items: Vec<u32>| {
+        // 10 is rounded down to a power of two by the sizes batches take: at most 8.
+        let c = Coalescer::new("test", 8, 1, move |items: Vec<u32>| {
             seen.lock().unwrap().push(items.len());
             async move {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -151,7 +170,10 @@ mod tests {
         assert!(results.iter().all(|r| r.is_ok()));
         let sizes = sizes.lock().unwrap().clone();
         assert_eq!(sizes.iter().sum::<usize>(), 35);
-        assert!(sizes.iter().all(|&n| n <= 10), "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n <= 8 && n.is_power_of_two()),
+            "{sizes:?}"
+        );
         assert!(sizes.iter().any(|&n| n > 1), "nothing coalesced: {sizes:?}");
     }
 

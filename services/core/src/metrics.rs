@@ -180,6 +180,24 @@ pub static BATCH_SIZE: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
         .expect("registered once");
     h
 });
+pub static CREATE_STAGE_SECONDS: LazyLock<prometheus::HistogramVec> = LazyLock::new(|| {
+    let h = prometheus::HistogramVec::new(
+        HistogramOpts::new(
+            "chat_create_stage_duration_seconds",
+            "Time a create spends in each stage: resolving its parent, numbering, the write",
+        )
+        .buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256,
+            0.5, 1.0, 5.0,
+        ]),
+        &["stage"],
+    )
+    .expect("valid metric");
+    REGISTRY
+        .register(Box::new(h.clone()))
+        .expect("registered once");
+    h
+});
 pub static DB_POOL: LazyLock<prometheus::IntGaugeVec> = LazyLock::new(|| {
     let g = prometheus::IntGaugeVec::new(
         Opts::new(
@@ -228,6 +246,9 @@ pub fn register_all() {
     }
     for outcome in ["indexed", "rejected"] {
         INDEXER_DOCUMENTS.with_label_values(&[outcome]);
+    }
+    for stage in ["lookup", "number", "write"] {
+        CREATE_STAGE_SECONDS.with_label_values(&[stage]);
     }
     for kind in ["insert_message", "insert_chat", "chat_lookup"] {
         BATCH_SIZE.with_label_values(&[kind]);

@@ -205,7 +205,9 @@ impl ChatService {
     }
 
     pub async fn create_message(&self, token: &str, chat: i64, body: &str) -> Result<Message> {
+        let started = std::time::Instant::now();
         let chat = self.chat(token, chat).await?;
+        stage("lookup", started);
         domain::validate_body(body, self.max_body_bytes)?;
         let sequence = Sequence::Messages { chat_id: chat.id };
         let trace = crate::telemetry::current_traceparent();
@@ -294,12 +296,17 @@ impl ChatService {
         F: Fn(i64) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        let started = std::time::Instant::now();
         let mut number = match self.numbers.next(sequence).await? {
             Some(number) => number,
             None => self.reseed(sequence).await?,
         };
+        stage("number", started);
         for attempt in 1..=MAX_NUMBER_ATTEMPTS {
-            match insert(number).await {
+            let started = std::time::Instant::now();
+            let inserted = insert(number).await;
+            stage("write", started);
+            match inserted {
                 // Rolled back whole: the number is still ours, try it again.
                 Err(Error::Deadlock(reason)) => {
                     tracing::debug!(?sequence, number, attempt, %reason, "deadlock victim; retrying");
@@ -326,6 +333,12 @@ impl ChatService {
         let floor = self.store.max_number(sequence).await?;
         self.numbers.next_above(sequence, floor).await
     }
+}
+
+fn stage(name: &str, started: std::time::Instant) {
+    crate::metrics::CREATE_STAGE_SECONDS
+        .with_label_values(&[name])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 async fn within(check: impl Future<Output = Result<()>>) -> Result<()> {

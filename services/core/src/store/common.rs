@@ -558,7 +558,11 @@ macro_rules! impl_sql_store {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO chats (chat_application_id, number, messages_count, created_at, updated_at) ",
                     );
-                    insert.push_values(batch, |mut row, c| {
+                    // Rows go in parent order: the foreign-key checks then lock parents in the
+                    // same (ascending) order the counter's writes do, so the two cannot deadlock.
+                    let mut sorted: Vec<&$crate::store::NewChat> = batch.iter().collect();
+                    sorted.sort_by_key(|c| (c.application_id, c.number));
+                    insert.push_values(sorted, |mut row, c| {
                         row.push_bind(c.application_id)
                             .push_bind(c.number)
                             .push_bind(0_i64)
@@ -608,7 +612,9 @@ macro_rules! impl_sql_store {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO messages (chat_id, number, body, created_at, updated_at) ",
                     );
-                    insert.push_values(batch, |mut row, m| {
+                    let mut sorted: Vec<&$crate::store::NewMessage> = batch.iter().collect();
+                    sorted.sort_by_key(|m| (m.chat.id, m.number));
+                    insert.push_values(sorted, |mut row, m| {
                         row.push_bind(m.chat.id)
                             .push_bind(m.number)
                             .push_bind(m.body.as_str())
@@ -687,25 +693,20 @@ macro_rules! impl_sql_store {
                     let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
                     return Ok(vec![last_id(done)]);
                 }
-                let mut by_parent: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-                for &(p, n) in keys {
-                    by_parent.entry(p).or_default().push(n);
-                }
+                // One shape per batch size (see `coalesce.rs` on statement shapes); the range
+                // optimizer turns the disjunction into point lookups on the unique index.
                 let mut select = sqlx::QueryBuilder::<$db>::new(format!(
                     "SELECT id, {parent} AS parent, number FROM {table} WHERE "
                 ));
-                for (i, (p, numbers)) in by_parent.iter().enumerate() {
+                for (i, (p, n)) in keys.iter().enumerate() {
                     if i > 0 {
                         select.push(" OR ");
                     }
                     select.push(format!("({parent} = "));
                     select.push_bind(*p);
-                    select.push(" AND number IN (");
-                    let mut list = select.separated(", ");
-                    for n in numbers {
-                        list.push_bind(*n);
-                    }
-                    select.push("))");
+                    select.push(" AND number = ");
+                    select.push_bind(*n);
+                    select.push(")");
                 }
                 let mut ids = std::collections::HashMap::with_capacity(keys.len());
                 for row in select.build().fetch_all(&mut **tx).await? {

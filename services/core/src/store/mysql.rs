@@ -21,7 +21,10 @@ impl MySqlStore {
     pub fn connect_lazy(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
         let options = MySqlConnectOptions::from_str(url)
             .map_err(|err| Error::Config(format!("DATABASE_URL: {err}")))?
-            .charset("utf8mb4");
+            .charset("utf8mb4")
+            // Room for every statement shape (batched statements take a few per kind; see
+            // `coalesce.rs`): an eviction stalls the next query on a delayed ACK.
+            .statement_cache_capacity(256);
         let pool = MySqlPoolOptions::new()
             .max_connections(pool_size)
             .acquire_timeout(acquire_timeout)
