@@ -72,6 +72,26 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// Busy share of all cores over `window`, from /proc/stat (idle + iowait count as idle).
+async fn busy_pct(window: Duration) -> f64 {
+    fn sample() -> Option<(u64, u64)> {
+        let stat = read("/proc/stat");
+        let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+        Some((v.iter().take(8).sum(), idle))
+    }
+    let Some((t0, i0)) = sample() else { return 0.0 };
+    tokio::time::sleep(window).await;
+    let Some((t1, i1)) = sample() else { return 0.0 };
+    let total = t1.saturating_sub(t0).max(1) as f64;
+    100.0 * (1.0 - i1.saturating_sub(i0) as f64 / total)
+}
+
 fn git(args: &[&str]) -> Option<String> {
     let out = std::process::Command::new("git").args(args).output().ok()?;
     out.status
@@ -242,17 +262,12 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
         },
         ..Report::default()
     };
-    let first_load: f64 = report
-        .meta
-        .loadavg_start
-        .split_whitespace()
-        .next()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    if first_load > 1.0 {
+    report.meta.busy_before_pct = busy_pct(Duration::from_secs(1)).await;
+    if report.meta.busy_before_pct > 20.0 {
         report.warnings.push(format!(
-            "the machine was busy when the run started (load average {}): numbers may be disturbed",
-            report.meta.loadavg_start
+            "the machine was busy when the run started ({:.0}% of all cores during 1 s; load average {}): \
+             numbers may be disturbed",
+            report.meta.busy_before_pct, report.meta.loadavg_start
         ));
     }
     eprintln!(
@@ -280,6 +295,14 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     println!("\n{}", report.text_table());
     println!("{}", report.text_details());
     let files = report.write(&out_dir)?;
+    if let Some(doc) = &run.opts.update_doc {
+        if report.complete {
+            report.update_doc(doc)?;
+            println!("bench: updated the results in {}", doc.display());
+        } else {
+            println!("bench: !! not updating {}: the run is incomplete", doc.display());
+        }
+    }
     println!(
         "bench: {} in {:.0} s; wrote {}",
         if report.complete {

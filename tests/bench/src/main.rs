@@ -129,6 +129,11 @@ pub struct Opts {
     #[arg(long, default_value = "warn")]
     pub server_log: String,
 
+    /// After the run, replace the results section of this markdown file (between
+    /// `<!-- chat-bench:begin -->` and `<!-- chat-bench:end -->`) with the run's table.
+    #[arg(long)]
+    pub update_doc: Option<PathBuf>,
+
     /// Who ran it, for the table header [default: $CHAT_BENCH_RUN_BY, else user@host].
     #[arg(long, env = "CHAT_BENCH_RUN_BY")]
     pub run_by: Option<String>,

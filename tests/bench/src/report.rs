@@ -130,6 +130,8 @@ pub struct Meta {
     pub search_messages: u64,
     pub machine: Machine,
     pub loadavg_start: String,
+    /// Share of all cores busy during one second before the run (other work on the machine).
+    pub busy_before_pct: f64,
     pub loadavg_end: String,
     pub total_s: f64,
 }
@@ -213,9 +215,17 @@ fn short_name(name: &str) -> &str {
 }
 
 fn cpu_cell(usage: &Usage) -> String {
+    let pct = |v: f64| format!("{:.0}", v.max(0.0));
+    let server = if usage.peak_rss_mib.is_empty() {
+        "-".to_string()
+    } else {
+        pct(usage.server_cpu_pct)
+    };
     format!(
-        "{:.0}/{:.0}/{:.0}/{:.0}",
-        usage.client_cpu_pct, usage.server_cpu_pct, usage.db_cpu_pct, usage.redis_cpu_pct
+        "{}/{server}/{}/{}",
+        pct(usage.client_cpu_pct),
+        pct(usage.db_cpu_pct),
+        pct(usage.redis_cpu_pct)
     )
 }
 
@@ -444,7 +454,7 @@ impl Report {
             out,
             "chat-bench, run by {}, {}, commit `{}`, {} run (`{}`); {} cores ({}), {} RAM, Linux {}, {}, Redis {}. \
              Closed loop c={} unless noted, warm-up {} s, measured {} s per scenario; client and servers share the cores. \
-             Servers logged at `RUST_LOG={}`.\n",
+             Servers logged at `RUST_LOG={}`. Other load on the machine just before the run: {:.0}% of the cores.\n",
             m.run_by,
             m.date,
             m.commit,
@@ -460,6 +470,7 @@ impl Report {
             m.warmup_s,
             m.duration_s,
             m.server_log,
+            m.busy_before_pct,
         );
         if !self.complete {
             let _ = writeln!(
@@ -621,6 +632,23 @@ impl Report {
             out.push('\n');
         }
         out
+    }
+
+    /// Replaces what lies between `<!-- chat-bench:begin -->` and `<!-- chat-bench:end -->` in
+    /// `doc` with this run's markdown.
+    pub fn update_doc(&self, doc: &Path) -> anyhow::Result<()> {
+        const BEGIN: &str = "<!-- chat-bench:begin -->";
+        const END: &str = "<!-- chat-bench:end -->";
+        let text = std::fs::read_to_string(doc)?;
+        let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
+            anyhow::bail!("{}: no {BEGIN} … {END} markers", doc.display());
+        };
+        if e < b {
+            anyhow::bail!("{}: {END} before {BEGIN}", doc.display());
+        }
+        let updated = format!("{}{BEGIN}\n{}{}", &text[..b], self.markdown(), &text[e..]);
+        std::fs::write(doc, updated)?;
+        Ok(())
     }
 
     /// Writes results.json, a timestamped copy, table.md and the SVG plot.
