@@ -4,7 +4,8 @@
 //! (dead letters), `chat:events:epoch` (changes whenever the stream had to be re-created).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -27,6 +28,8 @@ pub struct RedisQueue {
     stream: String,
     dead: String,
     epoch: String,
+    /// When each consumer last looked for abandoned entries and found none (see `receive`).
+    last_claim: Arc<Mutex<HashMap<(Group, String), Instant>>>,
 }
 
 impl RedisQueue {
@@ -50,6 +53,7 @@ impl RedisQueue {
             stream: format!("{prefix}chat:events"),
             dead: format!("{prefix}chat:events:dead"),
             epoch: format!("{prefix}chat:events:epoch"),
+            last_claim: Arc::default(),
         })
     }
 
@@ -113,6 +117,61 @@ fn random_epoch() -> String {
     let mut bytes = [0u8; 8];
     let _ = getrandom::fill(&mut bytes);
     hex::encode(bytes)
+}
+
+impl RedisQueue {
+    /// `XAUTOCLAIM` scans the group's pending list, which a consumer that acknowledges after a
+    /// flush keeps long: done on every read it cost Redis more than everything else together.
+    /// An entry needs `claim_idle` to become claimable anyway, so looking again after half of
+    /// it (when the last look found nothing) delays a takeover by at most that.
+    fn claimed_recently(&self, group: Group, consumer: &str, claim_idle: Duration) -> bool {
+        self.lock_claims()
+            .get(&(group, consumer.to_owned()))
+            .is_some_and(|at| at.elapsed() < claim_idle / 2)
+    }
+
+    fn lock_claims(&self) -> std::sync::MutexGuard<'_, HashMap<(Group, String), Instant>> {
+        // A poisoned map only holds timestamps: still usable.
+        self.last_claim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Entries never delivered to the group, blocking up to `block` for the first one.
+    async fn read_new(
+        &self,
+        group: Group,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Delivery>> {
+        let mut blocking = self.blocking.clone();
+        let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group.name())
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max)
+            .arg("BLOCK")
+            // BLOCK 0 would wait forever: a sub-millisecond wait is a 1 ms one.
+            .arg((block.as_millis() as u64).max(1))
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">")
+            .query_async(&mut blocking)
+            .await;
+        match read {
+            Ok(Some(reply)) => Ok(reply
+                .keys
+                .into_iter()
+                .flat_map(|k| deliveries(k.ids, |_| 1))
+                .collect()),
+            Ok(None) => Ok(Vec::new()),
+            Err(err) if is_nogroup(&err) => {
+                self.ensure().await?;
+                Ok(Vec::new())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
 }
 
 #[async_trait]
@@ -186,6 +245,9 @@ impl Queue for RedisQueue {
         claim_idle: Duration,
     ) -> Result<Vec<Delivery>> {
         let max = max.max(1);
+        if self.claimed_recently(group, consumer, claim_idle) {
+            return self.read_new(group, consumer, max, block).await;
+        }
         let mut conn = self.conn.clone();
         let claimed: redis::RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
             .arg(&self.stream)
@@ -217,37 +279,10 @@ impl Queue for RedisQueue {
                 counts.get(id).copied().unwrap_or(2)
             }));
         }
-
-        let mut blocking = self.blocking.clone();
-        let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(group.name())
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(max)
-            .arg("BLOCK")
-            // BLOCK 0 would wait forever: a sub-millisecond wait is a 1 ms one.
-            .arg((block.as_millis() as u64).max(1))
-            .arg("STREAMS")
-            .arg(&self.stream)
-            .arg(">")
-            .query_async(&mut blocking)
-            .await;
-        match read {
-            Ok(Some(reply)) => Ok(reply
-                .keys
-                .into_iter()
-                .flat_map(|k| deliveries(k.ids, |_| 1))
-                .collect()),
-            Ok(None) => Ok(Vec::new()),
-            Err(err) if is_nogroup(&err) => {
-                self.ensure().await?;
-                Ok(Vec::new())
-            }
-            Err(err) => Err(err.into()),
-        }
+        self.lock_claims()
+            .insert((group, consumer.to_owned()), Instant::now());
+        self.read_new(group, consumer, max, block).await
     }
-
     async fn ack(&self, group: Group, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
