@@ -72,6 +72,24 @@ fn loadavg() -> String {
         .join(" ")
 }
 
+/// The command line as it matters for the numbers: without `--run-by` and `--update-doc`.
+fn shown_args() -> String {
+    let mut out = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--run-by" || arg == "--update-doc" {
+            args.next();
+        } else if !(arg.starts_with("--run-by=") || arg.starts_with("--update-doc=")) {
+            out.push(arg);
+        }
+    }
+    if out.is_empty() {
+        "no flags".into()
+    } else {
+        out.join(" ")
+    }
+}
+
 /// Busy share of all cores over `window`, from /proc/stat (idle + iowait count as idle).
 async fn busy_pct(window: Duration) -> f64 {
     fn sample() -> Option<(u64, u64)> {
@@ -248,7 +266,7 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             } else {
                 commit
             },
-            args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+            args: shown_args(),
             quick,
             concurrency: run.opts.concurrency,
             warmup_s: run.plan.warmup.as_secs_f64(),
@@ -300,7 +318,10 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
             report.update_doc(doc)?;
             println!("bench: updated the results in {}", doc.display());
         } else {
-            println!("bench: !! not updating {}: the run is incomplete", doc.display());
+            println!(
+                "bench: !! not updating {}: the run is incomplete",
+                doc.display()
+            );
         }
     }
     println!(

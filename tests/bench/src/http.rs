@@ -244,3 +244,56 @@ impl Client {
         response.json()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A server that answers each request with the next canned response, in odd-sized writes.
+    async fn canned(responses: Vec<&'static [u8]>) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            for response in responses {
+                let _ = socket.read(&mut buf).await.unwrap();
+                for chunk in response.chunks(7) {
+                    socket.write_all(chunk).await.unwrap();
+                    socket.flush().await.unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reads_length_and_chunked_bodies_on_one_connection() {
+        let addr = canned(vec![
+            b"HTTP/1.1 201 Created\r\ncontent-length: 11\r\ncontent-type: application/json\r\n\r\n{\"a\":\"b c\"}",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\n{\"x\"\r\n3\r\n:1}\r\n0\r\n\r\n",
+            b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+        ])
+        .await;
+        let mut conn = Conn::connect(addr).await.unwrap();
+        let r = conn.send(&request("POST", "/x", Some("{}"))).await.unwrap();
+        assert_eq!((r.status, r.close), (201, false));
+        assert_eq!(r.json().unwrap()["a"], "b c");
+        let r = conn.send(&request("GET", "/y", None)).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json().unwrap()["x"], 1);
+        let r = conn.send(&request("POST", "/z", None)).await.unwrap();
+        assert_eq!((r.status, r.close, r.body.len()), (503, true, 0));
+    }
+
+    #[test]
+    fn requests_are_complete_http() {
+        let r = String::from_utf8(request("POST", "/a", Some("{\"k\":1}"))).unwrap();
+        assert!(r.starts_with("POST /a HTTP/1.1\r\n"), "{r}");
+        assert!(r.contains("Content-Length: 7\r\n\r\n{\"k\":1}"), "{r}");
+        let r = String::from_utf8(request("POST", "/b", None)).unwrap();
+        assert!(r.ends_with("Content-Length: 0\r\n\r\n"), "{r}");
+        assert_eq!(encode_query("hello world/ä"), "hello%20world%2F%C3%A4");
+    }
+}

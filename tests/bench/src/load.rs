@@ -336,3 +336,88 @@ impl Worker for HttpWorker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers after `delay`, except one call in `stall_every` that takes `stall`.
+    struct Slow {
+        calls: u64,
+        delay: Duration,
+        stall: Duration,
+        stall_every: u64,
+    }
+
+    impl Worker for Slow {
+        async fn call(&mut self) -> Outcome {
+            self.calls += 1;
+            let wait = if self.calls.is_multiple_of(self.stall_every) {
+                self.stall
+            } else {
+                self.delay
+            };
+            tokio::time::sleep(wait).await;
+            Outcome::Ok
+        }
+    }
+
+    fn plan(ms: u64) -> Plan {
+        Plan {
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(ms),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn open_loop_counts_the_wait_behind_a_stall() {
+        // One connection, 200 requests/s, a 300 ms stall every 50 calls: the requests due
+        // during the stall must show ~300 ms..0 ms of latency, not the 1 ms service time.
+        let worker = Slow {
+            calls: 0,
+            delay: Duration::from_millis(1),
+            stall: Duration::from_millis(300),
+            stall_every: 50,
+        };
+        let mode = Mode::Open {
+            rate: 200.0,
+            connections: 1,
+        };
+        let result = run(vec![worker], mode, plan(1000)).await;
+        assert!(result.max_ms >= 250.0, "max {}", result.max_ms);
+        assert!(
+            result.p90_ms >= 50.0,
+            "p90 {} hides the stall",
+            result.p90_ms
+        );
+        assert!(result.ok > 50, "{result:?}");
+    }
+
+    #[tokio::test]
+    async fn closed_loop_measures_service_time() {
+        let workers = (0..4)
+            .map(|_| Slow {
+                calls: 0,
+                delay: Duration::from_millis(5),
+                stall: Duration::from_millis(5),
+                stall_every: 1,
+            })
+            .collect();
+        let result = run(workers, Mode::Closed { concurrency: 4 }, plan(500)).await;
+        assert!(result.p50_ms >= 5.0 && result.p50_ms < 20.0, "{result:?}");
+        // 4 clients × ~1 request per 5–6 ms.
+        assert!(result.rps > 300.0 && result.rps < 900.0, "{result:?}");
+        assert_eq!(result.failures(), 0);
+    }
+
+    #[test]
+    fn rng_below_stays_in_range() {
+        let mut rng = Rng::new(7);
+        let mut seen = [0u32; 10];
+        for _ in 0..10_000 {
+            seen[rng.below(10) as usize] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 800), "{seen:?}");
+    }
+}
