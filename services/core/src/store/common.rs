@@ -181,8 +181,8 @@ macro_rules! impl_sql_store {
             ) -> $crate::Result<$crate::domain::Page<$crate::domain::Chat>> {
                 use $crate::domain::Cursor;
                 let (sql, from) = match page.cursor {
-                    Cursor::After(n) => ($crate::store::sql::CHATS_AFTER, n),
-                    Cursor::Before(n) => ($crate::store::sql::CHATS_BEFORE, n),
+                    Cursor::After(n) => ($crate::store::sql::CHATS_AFTER.get(Self::DIALECT), n),
+                    Cursor::Before(n) => ($crate::store::sql::CHATS_BEFORE.get(Self::DIALECT), n),
                 };
                 let rows = sqlx::query_as(sql)
                     .bind(application_id)
@@ -279,8 +279,8 @@ macro_rules! impl_sql_store {
             ) -> $crate::Result<$crate::domain::Page<$crate::domain::Message>> {
                 use $crate::domain::Cursor;
                 let (sql, from) = match page.cursor {
-                    Cursor::After(n) => ($crate::store::sql::MESSAGES_AFTER, n),
-                    Cursor::Before(n) => ($crate::store::sql::MESSAGES_BEFORE, n),
+                    Cursor::After(n) => ($crate::store::sql::MESSAGES_AFTER.get(Self::DIALECT), n),
+                    Cursor::Before(n) => ($crate::store::sql::MESSAGES_BEFORE.get(Self::DIALECT), n),
                 };
                 let rows = sqlx::query_as(sql)
                     .bind(chat_id)
@@ -460,7 +460,7 @@ macro_rules! impl_sql_store {
                     from_scratch,
                     [
                         sql::CHAT_COUNTS,
-                        sql::MESSAGES_SETTLED_MAX,
+                        sql::MESSAGES_SETTLED_MAX.get(Self::DIALECT),
                         sql::MESSAGES_COUNT_RANGE,
                         sql::UPDATE_CHAT_COUNTS,
                     ],
@@ -481,7 +481,7 @@ macro_rules! impl_sql_store {
                     from_scratch,
                     [
                         sql::APPLICATION_COUNTS,
-                        sql::CHATS_SETTLED_MAX,
+                        sql::CHATS_SETTLED_MAX.get(Self::DIALECT),
                         sql::CHATS_COUNT_RANGE,
                         sql::UPDATE_APPLICATION_COUNTS,
                     ],

@@ -64,6 +64,7 @@ impl MySqlStore {
     }
 
     /// Several relays share the outbox: each takes rows no other one holds, without waiting.
+    const DIALECT: super::sql::Dialect = super::sql::Dialect::MySql;
     const CLAIM_OUTBOX: &'static str = "SELECT id, payload FROM outbox WHERE published_at IS NULL \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
 

@@ -1,6 +1,49 @@
 //! SQL both adapters share: MySQL and SQLite agree on `?` placeholders and on these statements.
 //! Where the dialects differ (transactions, generated ids) the adapter says so.
 
+/// A statement that must walk the `(parent, number)` unique index as a range. With bound
+/// parameters and a non-covering select list MariaDB otherwise picks `ref` on the parent alone
+/// and filters `number` row by row from the parent's first entry: a page deep into a chat of a
+/// million messages read all of the entries before it. Each dialect gets its own hint; the
+/// adapters pick theirs with `Hinted::get(Self::DIALECT)`.
+macro_rules! hinted {
+    ($name:ident, $head:literal, $table:literal, $index:literal, $tail:literal) => {
+        pub const $name: Hinted = Hinted {
+            mysql: concat!(
+                $head,
+                " FROM ",
+                $table,
+                " FORCE INDEX (",
+                $index,
+                ") ",
+                $tail
+            ),
+            sqlite: concat!($head, " FROM ", $table, " INDEXED BY ", $index, " ", $tail),
+        };
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    MySql,
+    Sqlite,
+}
+
+/// One statement in both dialects' index-hint syntax.
+pub struct Hinted {
+    pub mysql: &'static str,
+    pub sqlite: &'static str,
+}
+
+impl Hinted {
+    pub const fn get(&self, dialect: Dialect) -> &'static str {
+        match dialect {
+            Dialect::MySql => self.mysql,
+            Dialect::Sqlite => self.sqlite,
+        }
+    }
+}
+
 pub const APPLICATION_BY_TOKEN: &str = "SELECT id, token, name, chats_count, created_at, updated_at \
      FROM chat_applications WHERE token = ?";
 pub const APPLICATION_BY_ID: &str = "SELECT id, token, name, chats_count, created_at, updated_at \
@@ -22,10 +65,20 @@ pub const CHAT_BY_TOKEN_PARTS: &str = "c.id, c.chat_application_id AS applicatio
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
      WHERE a.token = ";
-pub const CHATS_AFTER: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at \
-     FROM chats WHERE chat_application_id = ? AND number > ? ORDER BY number ASC LIMIT ?";
-pub const CHATS_BEFORE: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at \
-     FROM chats WHERE chat_application_id = ? AND number < ? ORDER BY number DESC LIMIT ?";
+hinted!(
+    CHATS_AFTER,
+    "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at",
+    "chats",
+    "uniq_chats_application_number",
+    "WHERE chat_application_id = ? AND number > ? ORDER BY number ASC LIMIT ?"
+);
+hinted!(
+    CHATS_BEFORE,
+    "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at",
+    "chats",
+    "uniq_chats_application_number",
+    "WHERE chat_application_id = ? AND number < ? ORDER BY number DESC LIMIT ?"
+);
 pub const MAX_CHAT_NUMBER: &str =
     "SELECT COALESCE(MAX(number), 0) FROM chats WHERE chat_application_id = ?";
 
@@ -33,10 +86,20 @@ pub const INSERT_MESSAGE: &str =
     "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)";
 pub const MESSAGE: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
      FROM messages WHERE chat_id = ? AND number = ?";
-pub const MESSAGES_AFTER: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
-     FROM messages WHERE chat_id = ? AND number > ? ORDER BY number ASC LIMIT ?";
-pub const MESSAGES_BEFORE: &str = "SELECT id, chat_id, number, body, version, created_at, updated_at \
-     FROM messages WHERE chat_id = ? AND number < ? ORDER BY number DESC LIMIT ?";
+hinted!(
+    MESSAGES_AFTER,
+    "SELECT id, chat_id, number, body, version, created_at, updated_at",
+    "messages",
+    "uniq_messages_chat_number",
+    "WHERE chat_id = ? AND number > ? ORDER BY number ASC LIMIT ?"
+);
+hinted!(
+    MESSAGES_BEFORE,
+    "SELECT id, chat_id, number, body, version, created_at, updated_at",
+    "messages",
+    "uniq_messages_chat_number",
+    "WHERE chat_id = ? AND number < ? ORDER BY number DESC LIMIT ?"
+);
 pub const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?, updated_at = ?, version = version + 1 WHERE chat_id = ? AND number = ?";
 pub const MAX_MESSAGE_NUMBER: &str =
     "SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?";
@@ -56,8 +119,13 @@ pub const SWAP_STATE: &str =
 
 // Counting past a settled watermark: `h` is the highest number whose row is older than the
 // settle horizon; rows up to it are final, rows past it are counted afresh each time.
-pub const MESSAGES_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM messages \
-     WHERE chat_id = ? AND number > ? AND created_at < ?";
+hinted!(
+    MESSAGES_SETTLED_MAX,
+    "SELECT COALESCE(MAX(number), 0)",
+    "messages",
+    "uniq_messages_chat_number",
+    "WHERE chat_id = ? AND number > ? AND created_at < ?"
+);
 pub const MESSAGES_COUNT_RANGE: &str =
     "SELECT COUNT(*) FROM messages WHERE chat_id = ? AND number > ? AND number <= ?";
 pub const CHAT_COUNTS: &str =
@@ -66,8 +134,13 @@ pub const CHAT_COUNTS: &str =
 /// and this one recounts from what it wrote.
 pub const UPDATE_CHAT_COUNTS: &str = "UPDATE chats SET counted_number = ?, counted_messages = ?, messages_count = ? \
      WHERE id = ? AND counted_number = ? AND counted_messages = ? AND messages_count = ?";
-pub const CHATS_SETTLED_MAX: &str = "SELECT COALESCE(MAX(number), 0) FROM chats \
-     WHERE chat_application_id = ? AND number > ? AND created_at < ?";
+hinted!(
+    CHATS_SETTLED_MAX,
+    "SELECT COALESCE(MAX(number), 0)",
+    "chats",
+    "uniq_chats_application_number",
+    "WHERE chat_application_id = ? AND number > ? AND created_at < ?"
+);
 pub const CHATS_COUNT_RANGE: &str =
     "SELECT COUNT(*) FROM chats WHERE chat_application_id = ? AND number > ? AND number <= ?";
 pub const APPLICATION_COUNTS: &str =

@@ -50,6 +50,7 @@ impl SqliteStore {
     }
 
     /// One process writes an SQLite file, and `BEGIN IMMEDIATE` already excludes other writers.
+    const DIALECT: super::sql::Dialect = super::sql::Dialect::Sqlite;
     const CLAIM_OUTBOX: &'static str =
         "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?";
 
