@@ -132,9 +132,9 @@ pub fn svg(report: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        r##"<text x="{:.1}" y="{:.1}" fill="#e377c2">target: p99 ≤ 10 ms at 50% of max</text>"##,
-        LEFT + 6.0,
-        ty - 5.0
+        r##"<text x="{:.1}" y="{:.1}" fill="#e377c2" text-anchor="end">target: p99 ≤ 10 ms at 50% of max</text>"##,
+        LEFT + pw - 6.0,
+        ty + 15.0
     );
 
     let mut legend_y = TOP + 10.0;
