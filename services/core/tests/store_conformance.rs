@@ -302,7 +302,54 @@ conformance!(
     a_taken_number_fails_only_its_own_row,
     batched_lookups_answer_per_address,
     concurrent_batched_recounts_never_double_count,
+    purging_crosses_chunk_boundaries,
 );
+
+/// More published rows than one purge statement deletes: all of them go, and nothing newer.
+async fn purging_crosses_chunk_boundaries(f: Fixture) {
+    use chat_core::queue::LocalQueue;
+    use chat_core::store::{NewMessage, PURGE_CHUNK};
+    let s = &f.store;
+    let app = s.insert_application(TOKEN, "a", now()).await.unwrap();
+    let chat = s.insert_chat(app.id, 1, now()).await.unwrap();
+    let total = PURGE_CHUNK as i64 + 7;
+    let mut number = 0;
+    while number < total {
+        let batch: Vec<NewMessage> = (0..128.min(total - number))
+            .map(|_| {
+                number += 1;
+                NewMessage {
+                    chat: chat.clone(),
+                    number,
+                    body: "x".into(),
+                    now: now(),
+                    trace: None,
+                }
+            })
+            .collect();
+        for result in s.insert_messages(&batch).await {
+            result.unwrap();
+        }
+    }
+    let queue = LocalQueue::new();
+    while s.relay_outbox(2000, &queue).await.unwrap() > 0 {}
+    let cutoff = now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Published after the cutoff: kept.
+    s.insert_message(&chat, total + 1, "late", now())
+        .await
+        .unwrap();
+    s.relay_outbox(10, &queue).await.unwrap();
+    let purged = s.purge_outbox(cutoff).await.unwrap();
+    // The chat's event and every message's, in two statements.
+    assert_eq!(purged, total as u64 + 1);
+    assert_eq!(s.purge_outbox(cutoff).await.unwrap(), 0);
+    assert_eq!(
+        s.republish_retained().await.unwrap(),
+        1,
+        "the late row is retained"
+    );
+}
 
 /// Several counters recounting the same chats at once, while rows keep settling and arriving:
 /// every answer and the stored counts stay exact (the compare-and-set makes the loser recount).

@@ -396,11 +396,20 @@ macro_rules! impl_sql_store {
                 &self,
                 published_before: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<u64> {
-                let done = sqlx::query($crate::store::sql::PURGE_OUTBOX)
-                    .bind(published_before)
-                    .execute(&mut *self.conn().await?)
-                    .await?;
-                Ok(done.rows_affected())
+                // In chunks: one DELETE of everything past retention would be one long
+                // statement (and, for SQLite, one long hold of the write lock) at high rates.
+                let mut purged = 0;
+                loop {
+                    let done = sqlx::query(Self::PURGE_OUTBOX_CHUNK)
+                        .bind(published_before)
+                        .bind(i64::from($crate::store::PURGE_CHUNK))
+                        .execute(&mut *self.conn().await?)
+                        .await?;
+                    purged += done.rows_affected();
+                    if done.rows_affected() < u64::from($crate::store::PURGE_CHUNK) {
+                        return Ok(purged);
+                    }
+                }
             }
 
             async fn outbox_waiting(&self) -> $crate::Result<i64> {

@@ -111,7 +111,8 @@ pub trait Store: Send + Sync + 'static {
     /// Marks every retained (published, not yet purged) row unpublished again, so the relay
     /// re-publishes it after the queue lost its contents. Answers how many.
     async fn republish_retained(&self) -> Result<u64>;
-    /// Deletes rows published before the cutoff (the retention window).
+    /// Deletes rows published before the cutoff (the retention window), in chunks of
+    /// [`PURGE_CHUNK`]. Answers how many.
     async fn purge_outbox(&self, published_before: DateTime<Utc>) -> Result<u64>;
     async fn outbox_waiting(&self) -> Result<i64>;
 
@@ -177,6 +178,9 @@ pub trait Store: Send + Sync + 'static {
     /// (applications, chats, messages) rows, for progress reporting.
     async fn totals(&self) -> Result<(i64, i64, i64)>;
 }
+
+/// Outbox rows deleted per statement by [`Store::purge_outbox`].
+pub const PURGE_CHUNK: u32 = 5000;
 
 /// Whether a failed batch is worth retrying row by row: the database refused some row (a
 /// taken number, a constraint, a value) or broke a deadlock over some row's key, not the

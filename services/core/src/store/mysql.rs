@@ -65,6 +65,9 @@ impl MySqlStore {
 
     /// Several relays share the outbox: each takes rows no other one holds, without waiting.
     const DIALECT: super::sql::Dialect = super::sql::Dialect::MySql;
+    /// MySQL takes no `LIMIT` in an `IN` subquery, but one on `DELETE`.
+    const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox \
+         WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?";
     const CLAIM_OUTBOX: &'static str = "SELECT id, payload FROM outbox WHERE published_at IS NULL \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
 

@@ -107,8 +107,6 @@ pub const MAX_MESSAGE_NUMBER: &str =
 pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (payload, created_at) VALUES (?, ?)";
 pub const REPUBLISH_RETAINED: &str =
     "UPDATE outbox SET published_at = NULL WHERE published_at IS NOT NULL";
-pub const PURGE_OUTBOX: &str =
-    "DELETE FROM outbox WHERE published_at IS NOT NULL AND published_at < ?";
 pub const OUTBOX_WAITING: &str = "SELECT COUNT(*) FROM outbox WHERE published_at IS NULL";
 
 pub const STATE: &str = "SELECT value FROM system_state WHERE name = ?";

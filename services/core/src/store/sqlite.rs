@@ -51,6 +51,9 @@ impl SqliteStore {
 
     /// One process writes an SQLite file, and `BEGIN IMMEDIATE` already excludes other writers.
     const DIALECT: super::sql::Dialect = super::sql::Dialect::Sqlite;
+    /// SQLite takes no `LIMIT` on `DELETE` (unless built with an option), but one in `IN`.
+    const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+         WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?)";
     const CLAIM_OUTBOX: &'static str =
         "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?";
 
