@@ -90,6 +90,11 @@ pub fn redis_prefix() -> String {
 /// Deletes every key under `prefix`: what a Redis restart does to this test's data, without
 /// touching anyone else's.
 pub async fn wipe_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<usize> {
+    delete_redis_keys(url, &format!("{prefix}*")).await
+}
+
+/// Deletes every key matching the `SCAN` pattern; answers how many.
+pub async fn delete_redis_keys(url: &str, pattern: &str) -> redis::RedisResult<usize> {
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
@@ -100,7 +105,7 @@ pub async fn wipe_redis_prefix(url: &str, prefix: &str) -> redis::RedisResult<us
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(format!("{prefix}*"))
+            .arg(pattern)
             .arg("COUNT")
             .arg(10_000)
             .query_async(&mut conn)

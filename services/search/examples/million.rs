@@ -6,41 +6,9 @@
 use std::time::Instant;
 
 use chat_core::search::{SearchDocument, SearchIndex, SearchRequest, query_words};
+use chat_search::corpus::Words;
 use chat_search::tantivy::TantivyIndex;
 use chrono::Utc;
-
-const COMMON: &[&str] = &[
-    "hello", "world", "the", "a", "and", "message", "chat", "help", "please", "thanks", "meeting",
-    "tomorrow", "today", "project", "release", "deploy", "search", "index", "review", "question",
-];
-
-/// xorshift: deterministic text without a random-number dependency.
-struct Words(u64);
-
-impl Words {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn body(&mut self) -> String {
-        let count = 4 + self.next() % 12;
-        let words: Vec<String> = (0..count)
-            .map(|_| {
-                let pick = self.next();
-                if pick.is_multiple_of(3) {
-                    COMMON[(pick / 3 % COMMON.len() as u64) as usize].to_string()
-                } else {
-                    // A long tail of 50,000 rarer words.
-                    format!("w{}x{}", pick % 50_000, pick % 7)
-                }
-            })
-            .collect();
-        words.join(" ")
-    }
-}
 
 #[tokio::main]
 async fn main() -> chat_core::Result<()> {
@@ -52,7 +20,7 @@ async fn main() -> chat_core::Result<()> {
     let index = TantivyIndex::open_writer(std::path::Path::new(&dir)).await?;
 
     let started = Instant::now();
-    let mut words = Words(0x9E37_79B9_7F4A_7C15);
+    let mut words = Words::new();
     let now = Utc::now();
     let docs: Vec<SearchDocument> = (1..=n)
         .map(|number| SearchDocument {

@@ -1,6 +1,7 @@
 //! Adapters of the `SearchIndex` port (`chat_core::search`): the embedded tantivy index and
 //! Elasticsearch. [`open`] picks one from the settings. See `docs/search.md`.
 
+pub mod corpus;
 pub mod elasticsearch;
 mod fragment;
 pub mod tantivy;

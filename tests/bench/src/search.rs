@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chat_core::search::SearchDocument;
+use chat_search::corpus::Words;
 use chat_search::tantivy::TantivyIndex;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -18,44 +19,6 @@ use crate::load::{Mode, Plan, Requests};
 use crate::report::{Row, SearchCheck, SearchInfo};
 use crate::scenarios::http_row;
 use crate::system::{Ctx, System};
-
-const COMMON: &[&str] = &[
-    "hello", "world", "the", "a", "and", "message", "chat", "help", "please", "thanks", "meeting",
-    "tomorrow", "today", "project", "release", "deploy", "search", "index", "review", "question",
-];
-
-/// The bodies of services/search/examples/million.rs: 4–15 words, a third from 20 common
-/// words, the rest from a long tail of 50,000 × 7 rare words. Deterministic (xorshift), so
-/// the SQLite rows and the index get the same text from two passes.
-struct Words(u64);
-
-impl Words {
-    fn new() -> Words {
-        Words(0x9E37_79B9_7F4A_7C15)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn body(&mut self) -> String {
-        let count = 4 + self.next() % 12;
-        let words: Vec<String> = (0..count)
-            .map(|_| {
-                let pick = self.next();
-                if pick.is_multiple_of(3) {
-                    COMMON[(pick / 3 % COMMON.len() as u64) as usize].to_string()
-                } else {
-                    format!("w{}x{}", pick % 50_000, pick % 7)
-                }
-            })
-            .collect();
-        words.join(" ")
-    }
-}
 
 fn created_at(base: DateTime<Utc>, number: i64) -> DateTime<Utc> {
     base + chrono::Duration::microseconds(number)

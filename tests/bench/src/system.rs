@@ -90,28 +90,7 @@ impl Cleanup {
 }
 
 pub async fn delete_keys(redis_url: &str, pattern: &str) -> anyhow::Result<usize> {
-    let client = redis::Client::open(redis_url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    let mut deleted = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let n: usize = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-            deleted += n;
-        }
-        if next == 0 {
-            return Ok(deleted);
-        }
-        cursor = next;
-    }
+    Ok(chat_core::testkit::delete_redis_keys(redis_url, pattern).await?)
 }
 
 fn pid_alive(pid: u32) -> bool {
