@@ -73,6 +73,21 @@ impl PrivateRedis {
         }
     }
 
+    /// SIGSTOP: connections stay open and nothing answers, as with a hung server or a
+    /// network partition, so only the client's timeouts end a call.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill {signal} {}", child.id());
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -493,7 +508,7 @@ pub async fn kill_connections_of(database: &str) -> usize {
     let mut admin = sqlx::mysql::MySqlConnection::connect(&testkit::mysql_server_url())
         .await
         .expect("admin connection");
-    let ids: Vec<u64> =
+    let ids: Vec<i64> =
         sqlx::query_scalar("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ?")
             .bind(database)
             .fetch_all(&mut admin)

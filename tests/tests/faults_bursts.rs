@@ -147,8 +147,8 @@ async fn assert_nothing_acknowledged_is_lost(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_stopped_for_ten_seconds_during_a_create_burst() {
     const TIMEOUT_MS: u64 = 500;
-    // One numbering call may make a few Redis round trips (seed, then allocate), each bounded
-    // by the timeout; beyond that the machine is shared and busy.
+    // One create may make a few Redis round trips (allocate, then seed from the database and
+    // allocate again), each bounded by the timeout; beyond that the machine is shared.
     const MARGIN: Duration = Duration::from_millis(1500);
     let mut redis = PrivateRedis::start().await;
     let url = redis.url();
@@ -162,13 +162,20 @@ async fn redis_stopped_for_ten_seconds_during_a_create_burst() {
 
     let burst = Burst::start(&app, &token, &chats, 9, 2);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    redis.stop();
+    // First hung (every call waits for its timeout), then gone (connections refused).
+    redis.freeze();
     let stopped = burst.started.elapsed();
     println!(
-        "injected: stopped the test's own redis-server (port {}) at {stopped:?} for 10 s",
+        "injected: froze (SIGSTOP) the test's own redis-server (port {}) at {stopped:?}",
         redis.port
     );
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    redis.stop();
+    println!(
+        "injected: killed it at {:?}; down for 10 s in all",
+        burst.started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
     redis.restart().await;
     let restarted = burst.started.elapsed();
     println!("injected: restarted it EMPTY (no persistence) at {restarted:?}");
@@ -314,7 +321,11 @@ async fn search_backend_down_during_a_create_burst() {
     let outcomes = burst.finish().await;
     println!("answers while down: {:?}", tally(&outcomes));
     for o in &outcomes {
-        assert_eq!(o.status, StatusCode::CREATED, "creates need no search: {o:?}");
+        assert_eq!(
+            o.status,
+            StatusCode::CREATED,
+            "creates need no search: {o:?}"
+        );
     }
     let refused = switch.refused_upserts();
     println!(
