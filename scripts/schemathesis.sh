@@ -78,10 +78,42 @@ done
 curl -fsS "http://127.0.0.1:$admin/up" >/dev/null || die "chat-system serve not up after 30 s"
 say "chat-system serve on 127.0.0.1:$port (admin $admin), data in $data"
 
+# Real data to aim at besides what the stateful phase creates through the links: a few
+# applications, each with chats 1-3 holding messages 1-3. Every phase then draws most tokens
+# and numbers from them (the rest are generated), so most requests reach real resources.
+api="http://127.0.0.1:$port"
+tokens=()
+for app in 1 2 3; do
+  token=$(curl -fsS -X POST -H 'Content-Type: application/json' -d "{\"name\": \"fuzz seed $app\"}" \
+    "$api/chat_applications" | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+  tokens+=("\"$token\"")
+  for chat in 1 2 3; do
+    curl -fsS -o /dev/null -X POST "$api/chat_applications/$token/chats"
+    for message in 1 2 3; do
+      curl -fsS -o /dev/null -X POST -H 'Content-Type: application/json' \
+        -d "{\"body\": \"seed message $message\"}" "$api/chat_applications/$token/chats/$chat/messages"
+    done
+  done
+done
+config="$report/schemathesis.toml"
+cp scripts/schemathesis.toml "$config"
+cat >>"$config" <<TOML
+
+# Written by scripts/schemathesis.sh: the seeded data.
+[dictionaries.tokens]
+values = [$(IFS=,; echo "${tokens[*]}")]
+[dictionaries.numbers]
+values = [1, 2, 3]
+[parameters]
+"path.token" = { dictionary = "tokens", probability = 0.8 }
+"path.chat_number" = { dictionary = "numbers", probability = 0.7 }
+"path.number" = { dictionary = "numbers", probability = 0.7 }
+TOML
+
 # Excluded by path: the live streams (SSE, WebSocket) never end by design, so a generated
 # request to them would only wait for its timeout.
 status=0
-"$venv/bin/schemathesis" run "http://127.0.0.1:$port/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$config" run "http://127.0.0.1:$port/openapi.json" \
   --seed "$seed" \
   --max-examples "$examples" \
   --phases examples,coverage,fuzzing,stateful \

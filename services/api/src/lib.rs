@@ -53,9 +53,7 @@ fn documented() -> OpenApiRouter<AppState> {
 async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     let doc = DOC.get_or_init(|| {
-        openapi()
-            .to_pretty_json()
-            .expect("OpenAPI document serialises")
+        serde_json::to_string_pretty(&openapi_document()).expect("OpenAPI document serialises")
     });
     ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
 }
@@ -63,7 +61,13 @@ async fn openapi_json() -> impl IntoResponse {
 /// The OpenAPI 3.1 document of every public endpoint, built from the same route table the
 /// server runs, so a route cannot be served undocumented.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = documented().split_for_parts().1;
+    documented().split_for_parts().1
+}
+
+/// The document as served: [`openapi`] plus the links from each create to what it created.
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).expect("OpenAPI document serialises");
+    views::optional_bodies_are_not_null(&mut doc);
     links::add(&mut doc);
     doc
 }

@@ -7,41 +7,33 @@
 //! Derived from the route table rather than listed by hand, so an endpoint added under a
 //! collection (a DELETE, `rotate_token`, …) is linked without touching this file.
 
-use utoipa::openapi::link::Link;
-use utoipa::openapi::path::{HttpMethod, Operation, PathItem};
-use utoipa::openapi::{OpenApi, RefOr};
-
-const METHODS: [HttpMethod; 8] = [
-    HttpMethod::Get,
-    HttpMethod::Put,
-    HttpMethod::Post,
-    HttpMethod::Delete,
-    HttpMethod::Options,
-    HttpMethod::Head,
-    HttpMethod::Patch,
-    HttpMethod::Trace,
-];
+use serde_json::{Map, Value, json};
 
 /// Adds a link to each `POST collection` 201 response for every operation on
 /// `collection/{param}…` that needs exactly the collection's path parameters plus `{param}`.
-pub fn add(doc: &mut OpenApi) {
-    let targets: Vec<(String, HttpMethod)> = doc
-        .paths
-        .paths
+///
+/// Works on the JSON document: utoipa 5's `Link` serialises its fields in snake_case
+/// (`operation_ref`), which no OpenAPI tool reads.
+pub fn add(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    let targets: Vec<(String, String)> = paths
         .iter()
         .flat_map(|(path, item)| {
-            METHODS
-                .iter()
-                .filter(|m| operation(item, m).is_some())
-                .map(|m| (path.clone(), m.clone()))
+            item.as_object()
+                .into_iter()
+                .flat_map(|ops| ops.keys())
+                .filter(|method| METHODS.contains(&method.as_str()))
+                .map(move |method| (path.clone(), method.clone()))
         })
         .collect();
-    for (collection, item) in doc.paths.paths.iter_mut() {
-        let Some(create) = item.post.as_mut() else {
+    for (collection, item) in paths.iter_mut() {
+        let Some(created) = item.pointer_mut("/post/responses/201") else {
             continue;
         };
         let known = path_params(collection);
-        let mut links = Vec::new();
+        let mut links = Map::new();
         for (path, method) in &targets {
             let Some(param) = path
                 .strip_prefix(collection.as_str())
@@ -54,51 +46,35 @@ pub fn add(doc: &mut OpenApi) {
             if needed.len() != known.len() + 1 || !known.iter().all(|k| needed.contains(k)) {
                 continue;
             }
-            let mut link = Link::builder()
-                .operation_ref(operation_ref(path, method))
-                .parameter(format!("path.{param}"), created_field(param));
+            let mut parameters = Map::new();
+            parameters.insert(format!("path.{param}"), created_field(param).into());
             for k in &known {
-                link = link.parameter(format!("path.{k}"), format!("$request.path.{k}"));
+                parameters.insert(format!("path.{k}"), format!("$request.path.{k}").into());
             }
-            let name = format!("{}{}", method_name(method), link_name(path, collection));
-            links.push((name, link.build()));
+            links.insert(
+                format!("{}{}", capitalised(method), link_name(path, collection)),
+                json!({
+                    "operationRef": operation_ref(path, method),
+                    "parameters": parameters,
+                }),
+            );
         }
-        add_to_created(create, links);
-    }
-}
-
-fn add_to_created(create: &mut Operation, links: Vec<(String, Link)>) {
-    if let Some(RefOr::T(created)) = create.responses.responses.get_mut("201") {
-        for (name, link) in links {
-            created.links.insert(name, RefOr::T(link));
+        if !links.is_empty() {
+            created["links"] = Value::Object(links);
         }
     }
 }
 
-fn operation<'a>(item: &'a PathItem, method: &HttpMethod) -> Option<&'a Operation> {
-    match method {
-        HttpMethod::Get => item.get.as_ref(),
-        HttpMethod::Put => item.put.as_ref(),
-        HttpMethod::Post => item.post.as_ref(),
-        HttpMethod::Delete => item.delete.as_ref(),
-        HttpMethod::Options => item.options.as_ref(),
-        HttpMethod::Head => item.head.as_ref(),
-        HttpMethod::Patch => item.patch.as_ref(),
-        HttpMethod::Trace => item.trace.as_ref(),
-    }
-}
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
 
-fn method_name(method: &HttpMethod) -> &'static str {
-    match method {
-        HttpMethod::Get => "Get",
-        HttpMethod::Put => "Put",
-        HttpMethod::Post => "Post",
-        HttpMethod::Delete => "Delete",
-        HttpMethod::Options => "Options",
-        HttpMethod::Head => "Head",
-        HttpMethod::Patch => "Patch",
-        HttpMethod::Trace => "Trace",
-    }
+/// `get` → `Get`, `rotate` → `Rotate`.
+fn capitalised(method: &str) -> String {
+    let mut chars = method.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_uppercase().to_string() + chars.as_str()
+    })
 }
 
 /// `{token}` is the application's response field `token`; every other created key is the
@@ -116,12 +92,9 @@ fn path_params(path: &str) -> Vec<&str> {
 }
 
 /// A JSON pointer into this document (RFC 6901 escapes `~` and `/`).
-fn operation_ref(path: &str, method: &HttpMethod) -> String {
+fn operation_ref(path: &str, method: &str) -> String {
     let escaped = path.replace('~', "~0").replace('/', "~1");
-    format!(
-        "#/paths/{escaped}/{}",
-        method_name(method).to_ascii_lowercase()
-    )
+    format!("#/paths/{escaped}/{method}")
 }
 
 /// `GetChats`, `PostMessages`, `GetItem` (the resource itself), `PostRotateToken`…: the
@@ -138,24 +111,15 @@ fn link_name(path: &str, collection: &str) -> String {
     below
         .iter()
         .flat_map(|segment| segment.split('_'))
-        .map(|word| {
-            let mut chars = word.chars();
-            chars.next().map_or_else(String::new, |first| {
-                first.to_ascii_uppercase().to_string() + chars.as_str()
-            })
-        })
+        .map(capitalised)
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn creates_link_to_what_they_created() {
-        let mut doc = crate::openapi();
-        add(&mut doc);
-        let json = serde_json::to_value(&doc).unwrap();
+        let json = crate::openapi_document();
         let links = |path: &str| {
             json["paths"][path]["post"]["responses"]["201"]["links"]
                 .as_object()
