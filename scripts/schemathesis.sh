@@ -26,7 +26,15 @@ die() { echo "fuzz: ERROR: $*" >&2; exit 1; }
 
 if [[ $("$venv/bin/schemathesis" --version 2>/dev/null) != *"$SCHEMATHESIS_VERSION"* ]]; then
   say "installing schemathesis $SCHEMATHESIS_VERSION into $venv"
-  python3 -m venv "$venv" || die "python3 with the venv module is needed (Debian: python3-venv)"
+  if ! python3 -m venv "$venv" 2>/dev/null; then
+    # Debian splits the venv module (and its pip) out of python3.
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      say "installing python3-venv"
+      apt-get install -y -qq python3-venv >/dev/null
+    fi
+    rm -rf "$venv"
+    python3 -m venv "$venv" || die "python3 with the venv module is needed (Debian: python3-venv)"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
