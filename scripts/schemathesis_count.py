@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Counts the HTTP requests a schemathesis run made, from its NDJSON event report.
 
+Prints `TOTAL NOT_FOUND` (requests made, and how many of them were answered 404) on stdout.
+
 Each `ScenarioFinished` event carries the scenario's recorder, whose `interactions` map holds
-one request/response pair per request sent. Prints the total on stdout (for the caller to
-compare with its minimum) and, on stderr, how the answers split by status and by phase, so a
-run that mostly hit 404s is visible.
+one request/response pair per request sent. On stderr it also prints how the answers split
+by status and by phase.
 """
 
 import collections
@@ -33,7 +34,7 @@ def main(paths):
     by_phase = ", ".join(f"{p}: {n}" for p, n in sorted(phases.items()))
     print(f"fuzz: by status {{{by_status}}}", file=sys.stderr)
     print(f"fuzz: by phase {{{by_phase}}}", file=sys.stderr)
-    print(total)
+    print(total, statuses[404])
 
 
 if __name__ == "__main__":
