@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 seed=${CHAT_FUZZ_SEED:-20261201}
-examples=${CHAT_FUZZ_EXAMPLES:-300}
+examples=${CHAT_FUZZ_EXAMPLES:-350}
 min_requests=${CHAT_FUZZ_MIN_REQUESTS:-5000}
 venv=${CHAT_FUZZ_VENV:-$HOME/.cache/chat-schemathesis/venv}
 report=${CHAT_FUZZ_REPORT:-target/schemathesis}
