@@ -23,6 +23,12 @@ pub enum Error {
     #[error("transaction chosen as a deadlock victim: {0}")]
     Deadlock(String),
 
+    /// A foreign key refused the write: the parent (chat or application) was purged after the
+    /// request looked it up, or (for the purge) a row still has children. Clients see a 404:
+    /// what they addressed is gone.
+    #[error("foreign key refused the write: {0}")]
+    ParentGone(String),
+
     /// Numbering kept colliding after re-seeding; the client may retry.
     #[error("could not allocate a number after {attempts} attempts")]
     Contention { attempts: u32 },
@@ -79,6 +85,7 @@ impl From<sqlx::Error> for Error {
         use sqlx::Error as E;
         match &err {
             E::Database(db) if db.is_unique_violation() => Error::Taken,
+            E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
             E::Database(db) if is_deadlock(db.as_ref()) => Error::Deadlock(err.to_string()),
             E::Database(db) if is_transient(db.as_ref()) => {
                 Error::DatabaseUnavailable(err.to_string())
