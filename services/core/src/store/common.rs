@@ -81,30 +81,34 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::domain::Chat> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query($crate::store::sql::INSERT_CHAT)
-                    .bind(application_id)
-                    .bind(number)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
-                let chat = $crate::domain::Chat {
-                    id: last_id(&done),
-                    application_id,
-                    number,
-                    messages_count: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let event = $crate::events::Envelope::chat_created(&chat);
-                sqlx::query($crate::store::sql::INSERT_OUTBOX)
-                    .bind(event.to_json())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(chat)
+                // Ended explicitly on failure too (see `insert_message`).
+                let written: $crate::Result<$crate::domain::Chat> = async {
+                    let done = sqlx::query($crate::store::sql::INSERT_CHAT)
+                        .bind(application_id)
+                        .bind(number)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
+                    let chat = $crate::domain::Chat {
+                        id: last_id(&done),
+                        application_id,
+                        number,
+                        messages_count: 0,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    let event = $crate::events::Envelope::chat_created(&chat);
+                    sqlx::query($crate::store::sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(chat)
+                }
+                .await;
+                Self::finish(tx, written).await
             }
 
             async fn insert_chats(
@@ -205,33 +209,38 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::domain::Message> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query($crate::store::sql::INSERT_MESSAGE)
-                    .bind(chat.id)
-                    .bind(number)
-                    .bind(body)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
-                let message = $crate::domain::Message {
-                    id: last_id(&done),
-                    chat_id: chat.id,
-                    number,
-                    body: body.to_owned(),
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let event =
-                    $crate::events::Envelope::message_created(chat.application_id, &message);
-                sqlx::query($crate::store::sql::INSERT_OUTBOX)
-                    .bind(event.to_json())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(message)
+                // Ended explicitly on failure too: InnoDB keeps a failed statement's locks (a
+                // foreign-key miss into a purged chat, say) until the transaction ends.
+                let written: $crate::Result<$crate::domain::Message> = async {
+                    let done = sqlx::query($crate::store::sql::INSERT_MESSAGE)
+                        .bind(chat.id)
+                        .bind(number)
+                        .bind(body)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
+                    let message = $crate::domain::Message {
+                        id: last_id(&done),
+                        chat_id: chat.id,
+                        number,
+                        body: body.to_owned(),
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    let event =
+                        $crate::events::Envelope::message_created(chat.application_id, &message);
+                    sqlx::query($crate::store::sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(message)
+                }
+                .await;
+                Self::finish(tx, written).await
             }
 
             async fn insert_messages(
