@@ -22,6 +22,17 @@ both_modes!(
     deleting_under_a_deleted_parent_is_not_found,
 );
 
+mod purge_resumes_after_a_crash {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn embedded() {
+        super::purge_resumes_after_a_crash(chat_tests::Mode::Embedded).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn mysql() {
+        super::purge_resumes_after_a_crash(chat_tests::Mode::MySql).await
+    }
+}
+
 async fn delete(app: &TestApp, path: &str) -> Reply {
     app.call(Method::DELETE, path, None).await
 }
@@ -319,4 +330,51 @@ async fn deleting_under_a_deleted_parent_is_not_found(app: TestApp) {
         .await
         .assert_problem(404);
     delete(&app, &chat_path).await.assert_problem(404);
+}
+
+/// A purge that "crashed" after its first chunk: the next purge, another process with nothing
+/// in memory, finishes from the hidden markers alone.
+async fn purge_resumes_after_a_crash(mode: chat_tests::Mode) {
+    use chat_core::workers::purge::{Purge, Purged};
+    // The app's own purge waits an hour: this test runs the rounds itself.
+    let app = TestApp::start_with(mode, |s| s.purge_grace_s = 3600).await;
+    let token = app.new_application("crash").await;
+    let chat = app.new_chat(&token).await;
+    let kept = app.new_chat(&token).await;
+    for i in 0..5 {
+        app.new_message(&token, chat, &format!("m{i}")).await;
+    }
+    app.new_message(&token, kept, "kept").await;
+    let deleted = delete(&app, &format!("/chat_applications/{token}/chats/{chat}")).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{deleted:?}");
+
+    let store = store(&app).await;
+    let hidden = store
+        .hidden_chats(chat_core::domain::now() + Duration::from_secs(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(hidden.len(), 1);
+    // The first purge deletes one chunk, then dies.
+    assert_eq!(store.purge_messages(hidden[0], 2).await.unwrap(), 2);
+    assert_eq!(store.totals().await.unwrap(), (1, 2, 4));
+
+    let search = chat_search::open(&app.settings, chat_search::Access::Reader)
+        .await
+        .unwrap();
+    let mut purge = Purge::new(store.clone(), search, Duration::ZERO);
+    purge.chunk = 2;
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let purged = purge.round(&stop).await.unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            messages: 3,
+            chats: 1,
+            applications: 0
+        }
+    );
+    assert_eq!(store.totals().await.unwrap(), (1, 1, 1));
+    assert_eq!(purge.round(&stop).await.unwrap(), Purged::default());
+    let listed = app.get(&format!("/chat_applications/{token}/chats")).await;
+    assert_eq!(numbers(&listed), [kept]);
 }
