@@ -485,11 +485,10 @@ macro_rules! impl_sql_store {
 
             async fn purge_messages(&self, chat_id: i64, limit: u32) -> $crate::Result<u64> {
                 // Hidden chats never become visible again, so checking first is race-free.
-                let hidden: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM chats WHERE id = ? AND deleted_at IS NOT NULL")
-                        .bind(chat_id)
-                        .fetch_optional(&mut *self.conn().await?)
-                        .await?;
+                let hidden: Option<i64> = sqlx::query_scalar($crate::store::sql::IS_HIDDEN_CHAT)
+                    .bind(chat_id)
+                    .fetch_optional(&mut *self.conn().await?)
+                    .await?;
                 if hidden.is_none() {
                     return Ok(0);
                 }

@@ -139,6 +139,7 @@ pub const HIDE_CHATS_OF: &str = "UPDATE chats SET deleted_at = ? \
      WHERE chat_application_id = ? AND deleted_at IS NULL";
 pub const HIDDEN_CHATS: &str = "SELECT id FROM chats \
      WHERE deleted_at IS NOT NULL AND deleted_at < ? ORDER BY id LIMIT ?";
+pub const IS_HIDDEN_CHAT: &str = "SELECT id FROM chats WHERE id = ? AND deleted_at IS NOT NULL";
 pub const PURGE_CHAT: &str = "DELETE FROM chats WHERE id = ? AND deleted_at IS NOT NULL";
 pub const PURGE_APPLICATION: &str = "DELETE FROM chat_applications \
      WHERE id = ? AND deleted_at IS NOT NULL \
