@@ -73,9 +73,14 @@ impl Purge {
     pub async fn round(&self, stop: &Stop) -> Result<Purged> {
         let mut purged = Purged::default();
         let applications = self.store.hide_chats_of_hidden_applications(BATCH).await?;
-        let hidden_before = crate::domain::now()
-            - chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
-        let chats = self.store.hidden_chats(hidden_before, BATCH).await?;
+        // A grace beyond the calendar (never from the settings, which cap it) purges nothing.
+        let hidden_before = chrono::Duration::from_std(self.grace)
+            .ok()
+            .and_then(|grace| crate::domain::now().checked_sub_signed(grace));
+        let chats = match hidden_before {
+            Some(before) => self.store.hidden_chats(before, BATCH).await?,
+            None => Vec::new(),
+        };
         crate::metrics::PURGE_HIDDEN_CHATS.set(chats.len() as i64);
         for &chat in &chats {
             loop {
