@@ -239,6 +239,11 @@ impl SearchIndex for SwitchableSearch {
         self.inner.search(request).await
     }
 
+    async fn delete_chats(&self, chat_ids: &[i64]) -> chat_core::Result<()> {
+        self.check(None)?;
+        self.inner.delete_chats(chat_ids).await
+    }
+
     async fn ping(&self) -> chat_core::Result<()> {
         self.check(None)?;
         self.inner.ping().await

@@ -74,6 +74,7 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     settings.counter_flush_ms = 100;
     settings.indexer_flush_ms = 20;
     settings.queue_claim_idle_ms = 1000;
+    settings.purge_grace_s = 0;
     settings
 }
 
@@ -157,6 +158,7 @@ impl TestApp {
         if first {
             tokio::spawn(backend.indexer().await.unwrap().run(stop.clone()));
             tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
+            tokio::spawn(backend.purge().run(stop.clone()));
         }
         let state = chat_api::AppState::new(backend.service.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

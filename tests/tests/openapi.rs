@@ -36,6 +36,13 @@ const ENDPOINTS: &[(&str, &str)] = &[
         "get",
         "/chat_applications/{token}/chats/{chat_number}/messages/search",
     ),
+    // Deletion (issue 8).
+    ("delete", "/chat_applications/{token}"),
+    ("delete", "/chat_applications/{token}/chats/{chat_number}"),
+    (
+        "delete",
+        "/chat_applications/{token}/chats/{chat_number}/messages/{number}",
+    ),
     ("get", "/up"),
     ("get", "/readyz"),
     ("get", "/openapi.json"),

@@ -100,6 +100,14 @@ impl ApiError {
                     format!("{entity} not found"),
                     None,
                 ),
+                // The chat or application was purged between its lookup and the write.
+                Core::ParentGone(_) => (
+                    S::NOT_FOUND,
+                    "not-found",
+                    "Not found",
+                    "the chat or application was deleted".into(),
+                    None,
+                ),
                 Core::Invalid { field, reason } => (
                     S::UNPROCESSABLE_ENTITY,
                     "invalid-field",

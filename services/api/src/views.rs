@@ -57,7 +57,9 @@ impl From<Application> for ApplicationView {
         ApplicationView {
             token: a.token,
             name: a.name,
-            chats_count: a.chats_count,
+            // A delete subtracts at once, possibly a row the counter had not counted yet;
+            // the recount that follows corrects it, and meanwhile no count reads below 0.
+            chats_count: a.chats_count.max(0),
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
@@ -68,7 +70,7 @@ impl From<Chat> for ChatView {
     fn from(c: Chat) -> Self {
         ChatView {
             number: c.number,
-            messages_count: c.messages_count,
+            messages_count: c.messages_count.max(0),
             created_at: c.created_at,
             updated_at: c.updated_at,
         }

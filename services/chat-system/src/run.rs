@@ -175,6 +175,7 @@ async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access
     }
     if roles.counter {
         workers.spawn(backend.counter().await?.run(stop_rx.clone()));
+        workers.spawn(backend.purge().run(stop_rx.clone()));
     }
 
     let lifecycle = state.lifecycle.clone();

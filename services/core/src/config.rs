@@ -86,6 +86,12 @@ pub struct Settings {
     #[arg(long, env = "CHAT_COUNTER_FLUSH_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=3_600_000), global = true)]
     pub counter_flush_ms: u64,
 
+    /// Purge (counter role): how long a deleted chat or application stays hidden before its
+    /// rows and documents are removed, in seconds. Long enough for creates that looked the chat
+    /// up just before the delete to commit and be indexed, so the purge removes them too.
+    #[arg(long, env = "CHAT_PURGE_GRACE_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400), global = true)]
+    pub purge_grace_s: u64,
+
     /// Queue: idle time after which a dead consumer's entries are taken over, in milliseconds.
     #[arg(long, env = "CHAT_QUEUE_CLAIM_IDLE_MS", default_value_t = 30000, value_parser = clap::value_parser!(u64).range(100..=86_400_000), global = true)]
     pub queue_claim_idle_ms: u64,
@@ -198,6 +204,7 @@ impl Settings {
             ("CHAT_INDEXER_BATCH", self.indexer_batch.to_string()),
             ("CHAT_INDEXER_FLUSH_MS", self.indexer_flush_ms.to_string()),
             ("CHAT_COUNTER_FLUSH_MS", self.counter_flush_ms.to_string()),
+            ("CHAT_PURGE_GRACE_S", self.purge_grace_s.to_string()),
             (
                 "CHAT_QUEUE_CLAIM_IDLE_MS",
                 self.queue_claim_idle_ms.to_string(),
@@ -258,6 +265,7 @@ mod tests {
         assert_eq!(s.max_body_bytes, 65536);
         assert_eq!((s.indexer_batch, s.indexer_flush_ms), (500, 200));
         assert_eq!(s.counter_flush_ms, 1000);
+        assert_eq!(s.purge_grace_s, 30);
         assert_eq!((s.queue_claim_idle_ms, s.queue_max_attempts), (30000, 10));
         assert_eq!(s.shutdown_grace_s, 20);
         assert!(s.redis_url.is_none() && s.elasticsearch_url.is_none());

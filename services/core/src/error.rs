@@ -27,6 +27,11 @@ pub enum Error {
     /// rotated; it may still work in its grace period, but cannot rotate again).
     #[error("this token was already rotated; use the new token")]
     TokenRotated,
+    /// A foreign key refused the write: the parent (chat or application) was purged after the
+    /// request looked it up, or (for the purge) a row still has children. Clients see a 404:
+    /// what they addressed is gone.
+    #[error("foreign key refused the write: {0}")]
+    ParentGone(String),
 
     /// Numbering kept colliding after re-seeding; the client may retry.
     #[error("could not allocate a number after {attempts} attempts")]
@@ -84,6 +89,7 @@ impl From<sqlx::Error> for Error {
         use sqlx::Error as E;
         match &err {
             E::Database(db) if db.is_unique_violation() => Error::Taken,
+            E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
             E::Database(db) if is_deadlock(db.as_ref()) => Error::Deadlock(err.to_string()),
             E::Database(db) if is_transient(db.as_ref()) => {
                 Error::DatabaseUnavailable(err.to_string())

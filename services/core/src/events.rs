@@ -133,6 +133,8 @@ impl Envelope {
         )))
     }
 
+    /// `message` is the row as the delete read it: the store bumps its version first (locking
+    /// it against a concurrent edit), so `message.version` is already past every edit's.
     pub fn message_deleted(
         application_id: i64,
         message: &Message,
@@ -142,7 +144,7 @@ impl Envelope {
             application_id,
             chat_id: message.chat_id,
             number: message.number,
-            version: message.version + 1,
+            version: message.version,
             deleted_at,
         }))
     }

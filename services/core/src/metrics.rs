@@ -150,6 +150,19 @@ pub static COUNT_LAG_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
         seconds(),
     )
 });
+pub static PURGED_ROWS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "chat_purged_rows_total",
+        "Rows of deleted chats and applications removed by the purge, by kind",
+        &["kind"],
+    )
+});
+pub static PURGE_HIDDEN_CHATS: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "chat_purge_hidden_chats",
+        "Deleted chats found waiting for the purge in its last round (at most one batch)",
+    )
+});
 pub static DB_ACQUIRE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     histogram(
         "chat_db_acquire_duration_seconds",
@@ -256,4 +269,8 @@ pub fn register_all() {
     for state in ["idle", "in_use"] {
         DB_POOL.with_label_values(&[state]);
     }
+    for kind in ["message", "chat", "application"] {
+        PURGED_ROWS.with_label_values(&[kind]);
+    }
+    LazyLock::force(&PURGE_HIDDEN_CHATS);
 }

@@ -91,6 +91,10 @@ pub trait SearchIndex: Send + Sync + 'static {
 
     async fn search(&self, request: &SearchRequest) -> Result<SearchPage>;
 
+    /// Removes every document of these chats (the purge of deleted chats). Idempotent.
+    /// `Err(Error::Config)` from a process that only reads the embedded index.
+    async fn delete_chats(&self, chat_ids: &[i64]) -> Result<()>;
+
     async fn ping(&self) -> Result<()>;
 
     /// Bytes the index occupies (primary shards for Elasticsearch), for metrics.

@@ -303,6 +303,37 @@ impl ChatService {
         Ok(message)
     }
 
+    /// Hard-deletes a message; its number is never handed out again.
+    pub async fn delete_message(&self, token: &str, chat: i64, number: i64) -> Result<()> {
+        let chat = self.chat(token, chat).await?;
+        self.store
+            .delete_message(&chat, number, domain::now())
+            .await?
+            .ok_or(Error::NotFound(Entity::Message))?;
+        self.wrote.notify_one();
+        Ok(())
+    }
+
+    /// Hides a chat at once; the purge removes its messages and documents later.
+    pub async fn delete_chat(&self, token: &str, number: i64) -> Result<()> {
+        let chat = self.chat(token, number).await?;
+        if !self.store.hide_chat(&chat, domain::now()).await? {
+            return Err(Error::NotFound(Entity::Chat));
+        }
+        self.wrote.notify_one();
+        Ok(())
+    }
+
+    /// Hides an application (its token stops working at once); the purge removes the rest.
+    pub async fn delete_application(&self, token: &str) -> Result<()> {
+        let app = self.application(token).await?;
+        if !self.store.hide_application(app.id, domain::now()).await? {
+            return Err(Error::NotFound(Entity::Application));
+        }
+        self.wrote.notify_one();
+        Ok(())
+    }
+
     /// (connections open, connections idle) of the database pool, for metrics.
     pub fn pool_usage(&self) -> (u32, u32) {
         self.store.pool_usage()

@@ -13,7 +13,7 @@ use crate::search::SearchIndex;
 use crate::service::ChatService;
 use crate::store::{MySqlStore, SqliteStore, Store};
 use crate::workers::relay::Relay;
-use crate::workers::{ConsumerConfig, counter::Counter, indexer::Indexer};
+use crate::workers::{ConsumerConfig, counter::Counter, indexer::Indexer, purge::Purge};
 
 /// How long a request waits for a database connection before answering 503.
 const DB_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,15 @@ impl Backend {
             config: self.consumer("counter"),
             flush_every: Duration::from_millis(self.settings.counter_flush_ms),
         })
+    }
+
+    /// The purge of deleted chats and applications; runs wherever the counter runs.
+    pub fn purge(&self) -> Purge {
+        Purge::new(
+            self.store.clone(),
+            self.search.clone(),
+            Duration::from_secs(self.settings.purge_grace_s),
+        )
     }
 
     pub async fn indexer(&self) -> Result<Indexer> {

@@ -23,7 +23,9 @@ use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::response::Response;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::indices::{IndicesCreateParts, IndicesExistsParts, IndicesStatsParts};
-use elasticsearch::{BulkParts, Elasticsearch, SearchParts};
+use elasticsearch::params::Conflicts;
+use elasticsearch::{BulkParts, DeleteByQueryParts, Elasticsearch, SearchParts};
+use serde_json::json;
 
 pub use mapping::index_definition;
 
@@ -245,6 +247,51 @@ impl SearchIndex for ElasticsearchIndex {
         }
         let parsed: query::Response = response.json().await.map_err(unreachable)?;
         Ok(parsed.page(limit))
+    }
+
+    async fn delete_chats(&self, chat_ids: &[i64]) -> Result<()> {
+        if chat_ids.is_empty() {
+            return Ok(());
+        }
+        self.ensure_index().await?;
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .client
+                .delete_by_query(DeleteByQueryParts::Index(&[&self.index]))
+                // A document written meanwhile (a late redelivery) makes a version conflict:
+                // go on with the rest; the purge runs again while the chat row exists.
+                .conflicts(Conflicts::Proceed)
+                .body(json!({ "query": { "terms": { "chat_id": chat_ids } } }))
+                .send()
+                .await
+                .map_err(unreachable)?;
+            let status = response.status_code();
+            if status.is_success() {
+                let done: serde_json::Value = response.json().await.map_err(unreachable)?;
+                let failures = done["failures"].as_array().map_or(0, Vec::len);
+                if failures == 0 {
+                    return Ok(());
+                }
+                if attempt >= self.retry.attempts {
+                    return Err(Error::SearchUnavailable(format!(
+                        "elasticsearch failed to delete documents of {} chats: {}",
+                        chat_ids.len(),
+                        done["failures"]
+                    )));
+                }
+            } else {
+                if status == StatusCode::NOT_FOUND {
+                    self.ready.store(false, Ordering::Release);
+                }
+                if !is_retryable(status) || attempt >= self.retry.attempts {
+                    return Err(failed("deleting chats' documents", status, response).await);
+                }
+            }
+            tracing::warn!(%status, attempt, "elasticsearch did not delete every document; backing off");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+            attempt += 1;
+        }
     }
 
     async fn ping(&self) -> Result<()> {

@@ -242,6 +242,30 @@ impl SearchIndex for TantivyIndex {
         .await
     }
 
+    async fn delete_chats(&self, chat_ids: &[i64]) -> Result<()> {
+        if chat_ids.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer()?;
+        let opened = self.opened()?;
+        let chat_ids = chat_ids.to_vec();
+        blocking(move || {
+            let mut writer = writer.lock().map_err(|_| poisoned())?;
+            for chat_id in chat_ids {
+                writer.delete_term(::tantivy::Term::from_field_i64(
+                    opened.fields.chat_id,
+                    chat_id,
+                ));
+            }
+            if let Err(err) = commit(&mut writer, &opened) {
+                let _ = writer.rollback();
+                return Err(err);
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn search(&self, request: &SearchRequest) -> Result<SearchPage> {
         let opened = self.opened()?;
         let request = request.clone();

@@ -57,6 +57,14 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    async fn refresh(&self) {
+        if let Some(es) = &self.es {
+            live::refresh(es).await;
+        }
+    }
+}
+
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(es) = self.es.take() {
@@ -155,7 +163,48 @@ conformance!(
     unicode_words,
     hits_carry_the_document,
     no_match_is_an_empty_page,
+    a_tombstone_matches_nothing_and_stays,
+    deleting_chats_removes_only_their_documents,
 );
+
+/// What the indexer writes for a deleted message: an empty body at the deletion's version.
+async fn a_tombstone_matches_nothing_and_stays(f: Fixture) {
+    f.upsert(vec![doc(1, 1, "secret words"), doc(1, 2, "other words")])
+        .await;
+    f.upsert(vec![versioned(1, 1, 2, "")]).await;
+    assert!(numbers(&*f.index, 1, "secret").await.is_empty());
+    assert_eq!(numbers(&*f.index, 1, "words").await, vec![2]);
+    for q in ["s", "a", "e", "1", "secret words"] {
+        assert!(
+            !numbers(&*f.index, 1, q).await.contains(&1),
+            "{q:?} found the tombstone"
+        );
+    }
+    // A late redelivery of the create or an edit (lower or equal version) cannot resurrect it.
+    f.upsert(vec![doc(1, 1, "secret words")]).await;
+    f.upsert(vec![versioned(1, 1, 2, "secret edit")]).await;
+    assert!(numbers(&*f.index, 1, "secret").await.is_empty());
+}
+
+async fn deleting_chats_removes_only_their_documents(f: Fixture) {
+    f.upsert(vec![
+        doc(1, 1, "shared word"),
+        doc(1, 2, "shared word again"),
+        doc(2, 1, "shared word"),
+        doc(3, 1, "shared word"),
+    ])
+    .await;
+    f.index.delete_chats(&[1, 3]).await.unwrap();
+    f.refresh().await;
+    assert!(numbers(&*f.index, 1, "shared").await.is_empty());
+    assert!(numbers(&*f.index, 3, "shared").await.is_empty());
+    assert_eq!(numbers(&*f.index, 2, "shared").await, vec![1]);
+    // Idempotent, and nothing to do is fine.
+    f.index.delete_chats(&[1, 3]).await.unwrap();
+    f.index.delete_chats(&[]).await.unwrap();
+    f.refresh().await;
+    assert_eq!(numbers(&*f.index, 2, "shared").await, vec![1]);
+}
 
 async fn prefix_or_whole_word_but_not_inside_a_word(f: Fixture) {
     f.upsert(vec![

@@ -12,7 +12,7 @@ use chat_core::search::{SearchCursor, SearchIndex};
 use chat_search::elasticsearch::{ElasticsearchIndex, Retry, index_definition};
 use common::{doc, request, versioned};
 use serde_json::{Value, json};
-use wiremock::matchers::{body_json, method, path};
+use wiremock::matchers::{body_json, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const INDEX: &str = "chat_messages_test";
@@ -590,5 +590,58 @@ async fn index_size_of_a_down_cluster_is_unavailable() {
         .mount(&server)
         .await;
     let err = adapter(&server).await.size_bytes().await.unwrap_err();
+    assert!(matches!(err, Error::SearchUnavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_chats_is_one_delete_by_query_on_their_ids() {
+    let server = server_with_index().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{INDEX}/_delete_by_query")))
+        .and(query_param("conflicts", "proceed"))
+        .and(body_json(
+            json!({ "query": { "terms": { "chat_id": [4, 9] } } }),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "took": 12, "timed_out": false, "total": 3, "deleted": 3, "batches": 1,
+            "version_conflicts": 0, "noops": 0, "failures": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let index = adapter(&server).await;
+    index.delete_chats(&[4, 9]).await.unwrap();
+    // Nothing to delete sends nothing.
+    index.delete_chats(&[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_delete_by_query_is_retried_after_429_and_failures_then_unavailable() {
+    let server = server_with_index().await;
+    let failed = ResponseTemplate::new(200).set_body_json(json!({
+        "took": 5, "deleted": 1, "version_conflicts": 0,
+        "failures": [{ "index": INDEX, "id": "4:1", "status": 429,
+            "cause": { "type": "es_rejected_execution_exception", "reason": "queue full" } }]
+    }));
+    Mock::given(method("POST"))
+        .and(path(format!("/{INDEX}/_delete_by_query")))
+        .respond_with(Sequence::new(vec![
+            ResponseTemplate::new(429),
+            failed.clone(),
+            ResponseTemplate::new(200).set_body_json(json!({ "deleted": 2, "failures": [] })),
+        ]))
+        .expect(3)
+        .mount(&server)
+        .await;
+    adapter(&server).await.delete_chats(&[4]).await.unwrap();
+
+    let stuck = server_with_index().await;
+    Mock::given(method("POST"))
+        .and(path(format!("/{INDEX}/_delete_by_query")))
+        .respond_with(failed)
+        .expect(3)
+        .mount(&stuck)
+        .await;
+    let err = adapter(&stuck).await.delete_chats(&[4]).await.unwrap_err();
     assert!(matches!(err, Error::SearchUnavailable(_)), "{err:?}");
 }

@@ -12,7 +12,11 @@ use crate::views::{ApplicationInput, ApplicationView};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_application))
-        .routes(routes!(get_application, update_application))
+        .routes(routes!(
+            get_application,
+            update_application,
+            delete_application
+        ))
         .routes(routes!(rotate_token))
 }
 
@@ -103,4 +107,23 @@ pub async fn rotate_token(
 ) -> ApiResult<Json<ApplicationView>> {
     let app = state.service.rotate_token(&address.token).await?;
     Ok(Json(app.into()))
+}
+
+/// Delete an application: its token stops working at once; its chats and messages are purged
+/// in the background.
+#[utoipa::path(
+    delete, path = "/chat_applications/{token}", tag = "applications",
+    params(("token" = String, Path, description = "The application's token")),
+    responses(
+        (status = 202, description = "Hidden now (404 from here on); purged in the background"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_application(
+    State(state): State<AppState>,
+    address: Address,
+) -> ApiResult<StatusCode> {
+    state.service.delete_application(&address.token).await?;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -12,7 +12,7 @@ use crate::views::{ChatInput, ChatView, PageView};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_chat, list_chats))
-        .routes(routes!(get_chat))
+        .routes(routes!(get_chat, delete_chat))
 }
 
 /// Create the next chat of an application. The body may be absent or `{}`.
@@ -82,4 +82,27 @@ pub async fn get_chat(
 ) -> ApiResult<Json<ChatView>> {
     let chat = state.service.chat(&address.token, address.chat()).await?;
     Ok(Json(chat.into()))
+}
+
+/// Delete a chat: hidden at once, its messages purged in the background. Its number is never
+/// reused.
+#[utoipa::path(
+    delete, path = "/chat_applications/{token}/chats/{chat_number}", tag = "chats",
+    params(
+        ("token" = String, Path, description = "The application's token"),
+        ("chat_number" = i64, Path, description = "The chat's number", minimum = 1),
+    ),
+    responses(
+        (status = 202, description = "Hidden now (404 from here on); purged in the background"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_chat(State(state): State<AppState>, address: Address) -> ApiResult<StatusCode> {
+    state
+        .service
+        .delete_chat(&address.token, address.chat())
+        .await?;
+    Ok(StatusCode::ACCEPTED)
 }

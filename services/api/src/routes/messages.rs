@@ -12,7 +12,7 @@ use crate::views::{MessageInput, MessageView, PageView};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_message, list_messages))
-        .routes(routes!(get_message, update_message))
+        .routes(routes!(get_message, update_message, delete_message))
 }
 
 /// Create the next message of a chat.
@@ -129,4 +129,30 @@ pub async fn update_message(
         .update_message(&address.token, address.chat(), address.message(), &text)
         .await?;
     Ok(Json(message.into()))
+}
+
+/// Delete a message. Its number is never reused.
+#[utoipa::path(
+    delete, path = "/chat_applications/{token}/chats/{chat_number}/messages/{number}", tag = "messages",
+    params(
+        ("token" = String, Path, description = "The application's token"),
+        ("chat_number" = i64, Path, description = "The chat's number", minimum = 1),
+        ("number" = i64, Path, description = "The message's number", minimum = 1),
+    ),
+    responses(
+        (status = 204, description = "Deleted: gone from reads, listings and search"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_message(
+    State(state): State<AppState>,
+    address: Address,
+) -> ApiResult<StatusCode> {
+    state
+        .service
+        .delete_message(&address.token, address.chat(), address.message())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

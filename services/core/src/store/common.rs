@@ -149,30 +149,34 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::domain::Chat> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query($crate::store::sql::INSERT_CHAT)
-                    .bind(application_id)
-                    .bind(number)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
-                let chat = $crate::domain::Chat {
-                    id: last_id(&done),
-                    application_id,
-                    number,
-                    messages_count: 0,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let event = $crate::events::Envelope::chat_created(&chat);
-                sqlx::query($crate::store::sql::INSERT_OUTBOX)
-                    .bind(event.to_json())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(chat)
+                // Ended explicitly on failure too (see `insert_message`).
+                let written: $crate::Result<$crate::domain::Chat> = async {
+                    let done = sqlx::query($crate::store::sql::INSERT_CHAT)
+                        .bind(application_id)
+                        .bind(number)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
+                    let chat = $crate::domain::Chat {
+                        id: last_id(&done),
+                        application_id,
+                        number,
+                        messages_count: 0,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    let event = $crate::events::Envelope::chat_created(&chat);
+                    sqlx::query($crate::store::sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(chat)
+                }
+                .await;
+                Self::finish(tx, written).await
             }
 
             async fn insert_chats(
@@ -284,33 +288,38 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::domain::Message> {
                 let mut tx = self.begin_write().await?;
-                let done = sqlx::query($crate::store::sql::INSERT_MESSAGE)
-                    .bind(chat.id)
-                    .bind(number)
-                    .bind(body)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
-                let message = $crate::domain::Message {
-                    id: last_id(&done),
-                    chat_id: chat.id,
-                    number,
-                    body: body.to_owned(),
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                };
-                let event =
-                    $crate::events::Envelope::message_created(chat.application_id, &message);
-                sqlx::query($crate::store::sql::INSERT_OUTBOX)
-                    .bind(event.to_json())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(message)
+                // Ended explicitly on failure too: InnoDB keeps a failed statement's locks (a
+                // foreign-key miss into a purged chat, say) until the transaction ends.
+                let written: $crate::Result<$crate::domain::Message> = async {
+                    let done = sqlx::query($crate::store::sql::INSERT_MESSAGE)
+                        .bind(chat.id)
+                        .bind(number)
+                        .bind(body)
+                        .bind(now)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    let last_id: fn(&<$db as sqlx::Database>::QueryResult) -> i64 = $last_id;
+                    let message = $crate::domain::Message {
+                        id: last_id(&done),
+                        chat_id: chat.id,
+                        number,
+                        body: body.to_owned(),
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    let event =
+                        $crate::events::Envelope::message_created(chat.application_id, &message);
+                    sqlx::query($crate::store::sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(message)
+                }
+                .await;
+                Self::finish(tx, written).await
             }
 
             async fn insert_messages(
@@ -408,6 +417,197 @@ macro_rules! impl_sql_store {
                 Ok(message)
             }
 
+            async fn delete_message(
+                &self,
+                chat: &$crate::domain::Chat,
+                number: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Option<$crate::domain::Message>> {
+                use $crate::store::sql;
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<Option<$crate::domain::Message>> = async {
+                    let bumped = sqlx::query(sql::BUMP_MESSAGE_VERSION)
+                        .bind(chat.id)
+                        .bind(number)
+                        .execute(&mut *tx)
+                        .await?;
+                    if bumped.rows_affected() == 0 {
+                        return Ok(None);
+                    }
+                    let message: Option<$crate::domain::Message> = sqlx::query_as(sql::MESSAGE)
+                        .bind(chat.id)
+                        .bind(number)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(message) = message else {
+                        return Ok(None);
+                    };
+                    sqlx::query(sql::DELETE_MESSAGE)
+                        .bind(chat.id)
+                        .bind(number)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(sql::MESSAGE_DELETED_COUNTS)
+                        .bind(number)
+                        .bind(number)
+                        .bind(number)
+                        .bind(chat.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let event =
+                        $crate::events::Envelope::message_deleted(chat.application_id, &message, now);
+                    sqlx::query(sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(Some(message))
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            async fn hide_chat(
+                &self,
+                chat: &$crate::domain::Chat,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<bool> {
+                use $crate::store::sql;
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<bool> = async {
+                    let hidden = sqlx::query(sql::HIDE_CHAT)
+                        .bind(now)
+                        .bind(chat.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if hidden.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    sqlx::query(sql::CHAT_DELETED_COUNTS)
+                        .bind(chat.number)
+                        .bind(chat.number)
+                        .bind(chat.number)
+                        .bind(chat.application_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let event = $crate::events::Envelope::chat_deleted(chat, now);
+                    sqlx::query(sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(true)
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            async fn hide_application(
+                &self,
+                application_id: i64,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<bool> {
+                use $crate::store::sql;
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<bool> = async {
+                    let hidden = sqlx::query(sql::HIDE_APPLICATION)
+                        .bind(now)
+                        .bind(application_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    if hidden.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let event = $crate::events::Envelope::application_deleted(application_id, now);
+                    sqlx::query(sql::INSERT_OUTBOX)
+                        .bind(event.to_json())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(true)
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            async fn hide_chats_of_hidden_applications(
+                &self,
+                limit: u32,
+            ) -> $crate::Result<Vec<i64>> {
+                use $crate::store::sql;
+                let hidden: Vec<(i64, chrono::DateTime<chrono::Utc>)> =
+                    sqlx::query_as(sql::HIDDEN_APPLICATIONS)
+                        .bind(i64::from(limit))
+                        .fetch_all(&mut *self.conn().await?)
+                        .await?;
+                for (id, deleted_at) in &hidden {
+                    sqlx::query(sql::HIDE_CHATS_OF)
+                        .bind(*deleted_at)
+                        .bind(*id)
+                        .execute(&mut *self.conn().await?)
+                        .await?;
+                }
+                Ok(hidden.into_iter().map(|(id, _)| id).collect())
+            }
+
+            async fn hidden_chats(
+                &self,
+                hidden_before: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> $crate::Result<Vec<i64>> {
+                Ok(sqlx::query_scalar($crate::store::sql::HIDDEN_CHATS)
+                    .bind(hidden_before)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *self.conn().await?)
+                    .await?)
+            }
+
+            async fn purge_messages(&self, chat_id: i64, limit: u32) -> $crate::Result<u64> {
+                // Hidden chats never become visible again, so checking first is race-free.
+                let hidden: Option<i64> = sqlx::query_scalar($crate::store::sql::IS_HIDDEN_CHAT)
+                    .bind(chat_id)
+                    .fetch_optional(&mut *self.conn().await?)
+                    .await?;
+                if hidden.is_none() {
+                    return Ok(0);
+                }
+                let done = sqlx::query(Self::PURGE_MESSAGES_CHUNK)
+                    .bind(chat_id)
+                    .bind(i64::from(limit))
+                    .execute(&mut *self.conn().await?)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn purge_chat(&self, chat_id: i64) -> $crate::Result<bool> {
+                match sqlx::query($crate::store::sql::PURGE_CHAT)
+                    .bind(chat_id)
+                    .execute(&mut *self.conn().await?)
+                    .await
+                    .map_err($crate::Error::from)
+                {
+                    Ok(done) => Ok(done.rows_affected() == 1),
+                    // A message inserted after the chunks were deleted: next round.
+                    Err($crate::Error::ParentGone(_)) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            }
+
+            async fn purge_application(&self, application_id: i64) -> $crate::Result<bool> {
+                match sqlx::query($crate::store::sql::PURGE_APPLICATION)
+                    .bind(application_id)
+                    .bind(application_id)
+                    .execute(&mut *self.conn().await?)
+                    .await
+                    .map_err($crate::Error::from)
+                {
+                    Ok(done) => Ok(done.rows_affected() == 1),
+                    // A chat inserted after the check (a create that raced the hide): next round.
+                    Err($crate::Error::ParentGone(_)) => Ok(false),
+                    Err(err) => Err(err),
+                }
+            }
+
             async fn max_number(&self, sequence: $crate::domain::Sequence) -> $crate::Result<i64> {
                 use $crate::domain::Sequence;
                 let (sql, id) = match sequence {
@@ -418,11 +618,12 @@ macro_rules! impl_sql_store {
                         ($crate::store::sql::MAX_MESSAGE_NUMBER, chat_id)
                     }
                 };
-                let max: i64 = sqlx::query_scalar(sql)
+                let (used, floor): (i64, i64) = sqlx::query_as(sql)
+                    .bind(id)
                     .bind(id)
                     .fetch_one(&mut *self.conn().await?)
                     .await?;
-                Ok(max)
+                Ok(used.max(floor))
             }
 
             async fn relay_outbox(

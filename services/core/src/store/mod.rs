@@ -122,7 +122,40 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<Message>>;
 
-    /// The highest number used in a sequence (0 when empty): the floor for re-seeding numbering.
+    /// Hard-deletes a message, raising the chat's `message_floor` to its number and taking it
+    /// out of the counts, with its `message.deleted` event, in one transaction. Answers the
+    /// row as deleted (its version bumped past every edit: the deletion's version), or `None`
+    /// when there is no such message.
+    async fn delete_message(
+        &self,
+        chat: &Chat,
+        number: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Message>>;
+    /// Hides a chat (404 from now on) and takes it out of its application's count, with its
+    /// `chat.deleted` event. Answers false when it was hidden already or is gone.
+    async fn hide_chat(&self, chat: &Chat, now: DateTime<Utc>) -> Result<bool>;
+    /// Hides an application (its token stops working), with its `application.deleted` event.
+    /// Answers false when it was hidden already or is gone.
+    async fn hide_application(&self, application_id: i64, now: DateTime<Utc>) -> Result<bool>;
+
+    /// The purge, step by step (see `workers/purge.rs`); every step is idempotent and all its
+    /// state is the hidden markers, so a purge that stopped anywhere resumes. Hides the chats
+    /// of up to `limit` hidden applications (as of the application's deletion) and answers
+    /// those applications.
+    async fn hide_chats_of_hidden_applications(&self, limit: u32) -> Result<Vec<i64>>;
+    /// Chats hidden before `hidden_before`, in id order.
+    async fn hidden_chats(&self, hidden_before: DateTime<Utc>, limit: u32) -> Result<Vec<i64>>;
+    /// Deletes up to `limit` messages of a hidden chat (none of a visible one). Answers how many.
+    async fn purge_messages(&self, chat_id: i64, limit: u32) -> Result<u64>;
+    /// Deletes a hidden chat's row. Answers false when it is not hidden, or still has messages
+    /// (a create that raced the purge): the next round deletes those first.
+    async fn purge_chat(&self, chat_id: i64) -> Result<bool>;
+    /// Deletes a hidden application's row once it has no chats left. Answers whether it did.
+    async fn purge_application(&self, application_id: i64) -> Result<bool>;
+
+    /// The highest number ever used in a sequence, deleted ones included (0 when empty): the
+    /// floor for re-seeding numbering.
     async fn max_number(&self, sequence: Sequence) -> Result<i64>;
 
     /// Publishes up to `limit` unpublished outbox rows to `queue`, in id order, and marks them
@@ -222,7 +255,10 @@ pub const PURGE_CHUNK: u32 = 5000;
 fn row_level(err: &crate::Error) -> bool {
     matches!(
         err,
-        crate::Error::Taken | crate::Error::Deadlock(_) | crate::Error::Database(_)
+        crate::Error::Taken
+            | crate::Error::Deadlock(_)
+            | crate::Error::ParentGone(_)
+            | crate::Error::Database(_)
     )
 }
 

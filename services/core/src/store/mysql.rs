@@ -74,6 +74,9 @@ impl MySqlStore {
     /// MySQL takes no `LIMIT` in an `IN` subquery, but one on `DELETE`.
     const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox \
          WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?";
+    /// Purges a hidden chat's messages in chunks, walking its `(chat_id, number)` index.
+    const PURGE_MESSAGES_CHUNK: &'static str =
+        "DELETE FROM messages WHERE chat_id = ? ORDER BY number LIMIT ?";
     const CLAIM_OUTBOX: &'static str = "SELECT id, payload FROM outbox WHERE published_at IS NULL \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
 

@@ -47,13 +47,13 @@ impl Hinted {
 // Tokens are looked up by their SHA-256 (`domain::token_hash`); `token` holds plain tokens only
 // for rows written by the previous release (see migration 000003 and docs/security.md).
 pub const APPLICATION_BY_TOKEN_HASH: &str = "SELECT id, name, chats_count, created_at, updated_at \
-     FROM chat_applications WHERE token_hash = ?";
+     FROM chat_applications WHERE token_hash = ? AND deleted_at IS NULL";
 /// A row the previous release wrote during a rollout, not hashed yet.
 pub const APPLICATION_BY_PLAIN_TOKEN: &str = "SELECT id, name, chats_count, created_at, updated_at \
-     FROM chat_applications WHERE token = ? AND token_hash IS NULL";
+     FROM chat_applications WHERE token = ? AND token_hash IS NULL AND deleted_at IS NULL";
 /// The token the last rotation replaced, while its grace period lasts.
 pub const APPLICATION_BY_PREVIOUS_TOKEN: &str = "SELECT id, name, chats_count, created_at, updated_at \
-     FROM chat_applications WHERE previous_token_hash = ? AND previous_token_expires_at > ?";
+     FROM chat_applications WHERE previous_token_hash = ? AND previous_token_expires_at > ? AND deleted_at IS NULL";
 pub const APPLICATION_BY_ID: &str = "SELECT id, name, chats_count, created_at, updated_at \
      FROM chat_applications WHERE id = ?";
 pub const INSERT_APPLICATION: &str = "INSERT INTO chat_applications (token_hash, name, chats_count, created_at, updated_at) \
@@ -75,32 +75,34 @@ pub const INSERT_CHAT: &str = "INSERT INTO chats (chat_application_id, number, m
 pub const CHAT_BY_TOKEN_HASH: &str = "SELECT c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
-     WHERE a.token_hash = ? AND c.number = ?";
+     WHERE a.token_hash = ? AND c.number = ? AND a.deleted_at IS NULL AND c.deleted_at IS NULL";
 /// `CHAT_BY_TOKEN_HASH` without its `SELECT` keyword and last placeholder, for batched lookups:
 /// `SELECT <k> AS k, ` + this + token hash + ` AND c.number = ` + number.
 pub const CHAT_BY_TOKEN_HASH_PARTS: &str = "c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
-     WHERE a.token_hash = ";
+     WHERE a.deleted_at IS NULL AND c.deleted_at IS NULL AND a.token_hash = ";
 pub const CHAT_OF_APPLICATION: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, \
             created_at, updated_at \
-     FROM chats WHERE chat_application_id = ? AND number = ?";
+     FROM chats WHERE chat_application_id = ? AND number = ? AND deleted_at IS NULL";
 hinted!(
     CHATS_AFTER,
     "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at",
     "chats",
     "uniq_chats_application_number",
-    "WHERE chat_application_id = ? AND number > ? ORDER BY number ASC LIMIT ?"
+    "WHERE chat_application_id = ? AND number > ? AND deleted_at IS NULL ORDER BY number ASC LIMIT ?"
 );
 hinted!(
     CHATS_BEFORE,
     "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at",
     "chats",
     "uniq_chats_application_number",
-    "WHERE chat_application_id = ? AND number < ? ORDER BY number DESC LIMIT ?"
+    "WHERE chat_application_id = ? AND number < ? AND deleted_at IS NULL ORDER BY number DESC LIMIT ?"
 );
-pub const MAX_CHAT_NUMBER: &str =
-    "SELECT COALESCE(MAX(number), 0) FROM chats WHERE chat_application_id = ?";
+/// (highest number in use, highest number ever deleted): re-seeding starts above both.
+pub const MAX_CHAT_NUMBER: &str = "SELECT \
+     (SELECT COALESCE(MAX(number), 0) FROM chats WHERE chat_application_id = ?), \
+     COALESCE((SELECT chat_floor FROM chat_applications WHERE id = ?), 0)";
 
 pub const INSERT_MESSAGE: &str =
     "INSERT INTO messages (chat_id, number, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?)";
@@ -121,8 +123,47 @@ hinted!(
     "WHERE chat_id = ? AND number < ? ORDER BY number DESC LIMIT ?"
 );
 pub const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?, updated_at = ?, version = version + 1 WHERE chat_id = ? AND number = ?";
-pub const MAX_MESSAGE_NUMBER: &str =
-    "SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?";
+pub const MAX_MESSAGE_NUMBER: &str = "SELECT \
+     (SELECT COALESCE(MAX(number), 0) FROM messages WHERE chat_id = ?), \
+     COALESCE((SELECT message_floor FROM chats WHERE id = ?), 0)";
+
+// Deletion (see docs/architecture.md, "Deletion and purge"). The version bump locks the row
+// first, so a concurrent edit either commits before (and the deletion's version is above it)
+// or finds no row.
+pub const BUMP_MESSAGE_VERSION: &str =
+    "UPDATE messages SET version = version + 1 WHERE chat_id = ? AND number = ?";
+pub const DELETE_MESSAGE: &str = "DELETE FROM messages WHERE chat_id = ? AND number = ?";
+/// Raises the floor to the deleted number and takes the row out of the counts: out of the
+/// settled part when the watermark had passed it, and always out of `messages_count`, so a
+/// counter's compare-and-set started before this fails and it recounts.
+pub const MESSAGE_DELETED_COUNTS: &str = "UPDATE chats SET \
+     message_floor = CASE WHEN message_floor < ? THEN ? ELSE message_floor END, \
+     counted_messages = counted_messages - (CASE WHEN counted_number >= ? THEN 1 ELSE 0 END), \
+     messages_count = messages_count - 1 \
+     WHERE id = ?";
+pub const HIDE_CHAT: &str = "UPDATE chats SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL";
+/// [`MESSAGE_DELETED_COUNTS`] for a hidden chat in its application.
+pub const CHAT_DELETED_COUNTS: &str = "UPDATE chat_applications SET \
+     chat_floor = CASE WHEN chat_floor < ? THEN ? ELSE chat_floor END, \
+     counted_chats = counted_chats - (CASE WHEN counted_number >= ? THEN 1 ELSE 0 END), \
+     chats_count = chats_count - 1 \
+     WHERE id = ?";
+pub const HIDE_APPLICATION: &str =
+    "UPDATE chat_applications SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL";
+
+// The purge. Hidden rows are found through the `deleted_at` indexes.
+pub const HIDDEN_APPLICATIONS: &str = "SELECT id, deleted_at FROM chat_applications \
+     WHERE deleted_at IS NOT NULL ORDER BY id LIMIT ?";
+/// The chats of a hidden application are hidden as of the application's deletion.
+pub const HIDE_CHATS_OF: &str = "UPDATE chats SET deleted_at = ? \
+     WHERE chat_application_id = ? AND deleted_at IS NULL";
+pub const HIDDEN_CHATS: &str = "SELECT id FROM chats \
+     WHERE deleted_at IS NOT NULL AND deleted_at < ? ORDER BY id LIMIT ?";
+pub const IS_HIDDEN_CHAT: &str = "SELECT id FROM chats WHERE id = ? AND deleted_at IS NOT NULL";
+pub const PURGE_CHAT: &str = "DELETE FROM chats WHERE id = ? AND deleted_at IS NOT NULL";
+pub const PURGE_APPLICATION: &str = "DELETE FROM chat_applications \
+     WHERE id = ? AND deleted_at IS NOT NULL \
+     AND NOT EXISTS (SELECT 1 FROM chats WHERE chat_application_id = ?)";
 
 pub const INSERT_OUTBOX: &str = "INSERT INTO outbox (payload, created_at) VALUES (?, ?)";
 pub const REPUBLISH_RETAINED: &str =
@@ -159,8 +200,9 @@ hinted!(
     "uniq_chats_application_number",
     "WHERE chat_application_id = ? AND number > ? AND created_at < ?"
 );
-pub const CHATS_COUNT_RANGE: &str =
-    "SELECT COUNT(*) FROM chats WHERE chat_application_id = ? AND number > ? AND number <= ?";
+/// Hidden chats are not counted (hiding one took it out of the counts already).
+pub const CHATS_COUNT_RANGE: &str = "SELECT COUNT(*) FROM chats \
+     WHERE chat_application_id = ? AND number > ? AND number <= ? AND deleted_at IS NULL";
 pub const APPLICATION_COUNTS: &str =
     "SELECT counted_number, counted_chats, chats_count FROM chat_applications WHERE id = ?";
 pub const UPDATE_APPLICATION_COUNTS: &str = "UPDATE chat_applications SET counted_number = ?, counted_chats = ?, chats_count = ? \

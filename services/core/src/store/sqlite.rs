@@ -68,6 +68,8 @@ impl SqliteStore {
     /// SQLite takes no `LIMIT` on `DELETE` (unless built with an option), but one in `IN`.
     const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
          WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?)";
+    const PURGE_MESSAGES_CHUNK: &'static str = "DELETE FROM messages WHERE id IN \
+         (SELECT id FROM messages WHERE chat_id = ? ORDER BY number LIMIT ?)";
     const CLAIM_OUTBOX: &'static str =
         "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?";
 

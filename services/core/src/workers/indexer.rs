@@ -135,10 +135,23 @@ impl Indexer {
                         changed_at.push(m.updated_at);
                         documents.push(doc);
                     }
+                    // A tombstone: the deletion's version is above every edit's, so no late
+                    // create or edit replaces it, and an empty body matches no query.
+                    Event::MessageDeleted(m) => {
+                        let doc = SearchDocument {
+                            chat_id: m.chat_id,
+                            number: m.number,
+                            body: String::new(),
+                            version: m.version,
+                            created_at: m.deleted_at,
+                        };
+                        by_key.entry(doc.key()).or_default().push(i);
+                        changed_at.push(m.deleted_at);
+                        documents.push(doc);
+                    }
                     // Purging a deleted chat or application removes its documents (the counter
-                    // role's purge), not the indexer.
+                    // role's purge).
                     Event::ChatCreated { .. }
-                    | Event::MessageDeleted(_)
                     | Event::ChatDeleted { .. }
                     | Event::ApplicationDeleted { .. } => done.push(delivery.id.clone()),
                 },

@@ -1,8 +1,10 @@
-//! The background roles: the outbox relay (api role), the indexer and the counter. Each is a
+//! The background roles: the outbox relay (api role), the indexer and the counter (with the
+//! purge of deleted chats and applications). Each is a
 //! loop over the ports that stops when told to, after finishing and acknowledging its batch.
 
 pub mod counter;
 pub mod indexer;
+pub mod purge;
 pub mod relay;
 
 use std::time::Duration;
