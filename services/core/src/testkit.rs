@@ -69,6 +69,24 @@ impl Drop for TestDatabase {
             runtime
                 .block_on(async {
                     let mut conn = MySqlConnection::connect(&server).await?;
+                    // The test's pool may still hold a connection whose transaction a
+                    // cancelled task dropped (sqlx rolls it back only when the connection is
+                    // next used): its metadata locks would make DROP DATABASE wait forever.
+                    // The connections are this test's own, so end them first.
+                    let ids: Vec<u64> = sqlx::query_scalar(
+                        "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                    )
+                    .bind(&name)
+                    .fetch_all(&mut conn)
+                    .await?;
+                    for id in ids {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("KILL CONNECTION {id}")))
+                            .execute(&mut conn)
+                            .await;
+                    }
+                    sqlx::query("SET SESSION lock_wait_timeout = 30")
+                        .execute(&mut conn)
+                        .await?;
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "DROP DATABASE IF EXISTS `{name}`"
                     )))
