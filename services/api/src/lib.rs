@@ -3,8 +3,12 @@
 
 pub mod error;
 pub mod extract;
+pub mod guards;
+pub mod idempotency;
+pub mod limit;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 
@@ -72,6 +76,15 @@ pub fn public_router(state: AppState) -> Router {
     router
         .fallback(|| async { ApiError::RouteNotFound.into_response() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        // Route layers see the route template; the limit runs first, so replays count too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::layer,
+        ))
         // Past the limit the body extractor answers 413 without buffering the rest.
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn_with_state(
