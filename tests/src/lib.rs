@@ -73,6 +73,9 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     settings.counter_flush_ms = 100;
     settings.indexer_flush_ms = 20;
     settings.queue_claim_idle_ms = 1000;
+    // Every test creates applications from 127.0.0.1; the per-address limit has its own
+    // suite (rate_limits.rs), which sets it explicitly.
+    settings.rate_create_app_per_min = 0;
     settings
 }
 
@@ -136,11 +139,23 @@ impl TestApp {
             tokio::spawn(backend.indexer().await.unwrap().run(stop.clone()));
             tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
         }
-        let state = chat_api::AppState::new(backend.service.clone());
+        let state = chat_api::AppState::new(backend.service.clone())
+            .with_guards(&settings)
+            .expect("rate limiter and idempotency store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let limits = chat_api::serve::Limits::from_settings(&settings);
+        let mut stopped = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, chat_api::public_router(state)).await;
+            let _ = chat_api::serve::serve(
+                listener,
+                chat_api::public_router(state),
+                limits,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
+            .await;
         });
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
