@@ -246,6 +246,18 @@ impl TestApp {
     }
 }
 
+/// The value of one process-wide metric sample, e.g. `chat_x_total{phase="idle"}` (0 when it
+/// has not been recorded yet). Tests of one binary share the process: compare before/after.
+pub fn metric(sample: &str) -> u64 {
+    let families = chat_core::metrics::REGISTRY.gather();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .expect("metrics encode");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
@@ -319,6 +331,25 @@ macro_rules! both_modes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn mysql() {
                     super::$name($crate::TestApp::start($crate::Mode::MySql).await).await
+                }
+            }
+        )*
+    };
+}
+
+/// Like `both_modes!`, for tests that start their own instances: each body takes the `Mode`.
+#[macro_export]
+macro_rules! each_mode {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn embedded() {
+                    super::$name($crate::Mode::Embedded).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mysql() {
+                    super::$name($crate::Mode::MySql).await
                 }
             }
         )*
