@@ -306,3 +306,36 @@ async fn a_retry_on_another_replica_replays() {
     }
     assert_eq!(count(&a, &messages).await, 2);
 }
+
+/// A rotation whose response was lost is retried with the old token (the only one the client
+/// has): with the same key it replays the new token instead of locking the client out.
+async fn a_retried_rotation_does_not_lock_the_client_out(mode: Mode) {
+    let app = TestApp::start(mode).await;
+    let old = app.new_application("rotating").await;
+    let rotate = format!("/chat_applications/{old}/rotate_token");
+    let first = post_with_key(&app, &rotate, "rot-1", None).await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let new = first.json["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let retry = post_with_key(&app, &rotate, "rot-1", None).await;
+    assert_eq!(retry.status, 200, "{retry:?}");
+    assert!(replayed(&retry));
+    assert_eq!(retry.json["token"], new.as_str(), "the same new token");
+    assert_eq!(
+        app.get(&format!("/chat_applications/{new}")).await.status,
+        200
+    );
+    app.get(&format!("/chat_applications/{old}"))
+        .await
+        .assert_problem(404);
+    // Another key is another rotation, which the old token can no longer do.
+    assert_ne!(
+        post_with_key(&app, &rotate, "rot-2", None).await.status,
+        200
+    );
+    // After the rotation, the new token's creates share the application's key space.
+    let chats = format!("/chat_applications/{new}/chats");
+    assert_eq!(post_with_key(&app, &chats, "c", None).await.status, 201);
+}
+
+chat_tests::each_mode!(a_retried_rotation_does_not_lock_the_client_out);

@@ -38,6 +38,9 @@ const IN_FLIGHT_MS: u64 = 60_000;
 /// Largest response kept (a message echoes a body of up to 1 MiB, escaped); larger ones are
 /// not stored, and a retry runs again.
 pub const MAX_STORED_BYTES: usize = 4 * 1024 * 1024;
+const ROTATE: &str = "/chat_applications/{token}/rotate_token";
+/// How long a rotation's response (the new token) can be replayed with the old token.
+pub const ROTATE_REPLAY_MS: u64 = 10 * 60 * 1000;
 /// The embedded store's bounds.
 pub const LOCAL_CAPACITY: usize = 10_000;
 pub const LOCAL_BUDGET_BYTES: usize = 64 * 1024 * 1024;
@@ -56,7 +59,7 @@ fn wrapper_of(route: &str) -> Option<Option<&'static str>> {
         "/chat_applications" => Some(Some("chat_application")),
         "/chat_applications/{token}/chats" => Some(None),
         "/chat_applications/{token}/chats/{chat_number}/messages" => Some(Some("message")),
-        "/chat_applications/{token}/rotate_token" => Some(None),
+        ROTATE => Some(None),
         _ => None,
     }
 }
@@ -147,17 +150,23 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
             "Idempotency-Key must be 1 to 255 visible ASCII characters".into(),
         )));
     }
+    let token = request
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let mut ttl_ms = idem.ttl_ms;
     let scope = if route.as_deref() == Some("/chat_applications") {
         format!("addr:{}", sha256_hex(&idem.client.of(&request)))
+    } else if route.as_deref() == Some(ROTATE) {
+        // A retried rotation comes with the old token, which no longer resolves: scope it by
+        // that token instead. The replay hands out the new token, so it is kept briefly.
+        ttl_ms = ttl_ms.min(ROTATE_REPLAY_MS);
+        format!("token:{}", sha256_hex(&token))
     } else {
-        let token = request
-            .uri()
-            .path()
-            .trim_start_matches('/')
-            .split('/')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
         match state.service.application(&token).await {
             Ok(app) => format!("app:{}", app.id),
             // The handler answers the same 404 for it; there is nothing to deduplicate.
@@ -227,7 +236,7 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
                     fingerprint,
                     response: stored,
                 };
-                idem.bounded(idem.store.finish(&storage_key, &marker, &done, idem.ttl_ms))
+                idem.bounded(idem.store.finish(&storage_key, &marker, &done, ttl_ms))
                     .await
             }
             None => {
