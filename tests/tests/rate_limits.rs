@@ -302,3 +302,36 @@ async fn redis_down_fails_reads_open_and_writes_closed() {
     .await;
     assert!(recovered, "limiting resumes when Redis is back");
 }
+
+/// The served document says what the guards add, so generated clients and schema checks
+/// expect the 429 (and, on the idempotent POSTs, the header and its 409).
+#[tokio::test]
+async fn the_openapi_document_lists_the_limits_and_the_idempotency_key() {
+    let doc = chat_api::openapi();
+    let json = serde_json::to_value(&doc).unwrap();
+    let op = |path: &str, method: &str| json["paths"][path][method].clone();
+    let messages = op(
+        "/chat_applications/{token}/chats/{chat_number}/messages",
+        "post",
+    );
+    for status in ["429", "409", "422", "400"] {
+        assert!(messages["responses"][status].is_object(), "{status}");
+    }
+    let problem = &messages["responses"]["429"]["content"]["application/problem+json"];
+    assert!(problem.is_object(), "{messages}");
+    let params = messages["parameters"].as_array().unwrap();
+    assert!(
+        params
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+        "{params:?}"
+    );
+    assert!(op("/chat_applications/{token}/rotate_token", "post")["responses"]["409"].is_object());
+    let list = op("/chat_applications/{token}/chats", "get");
+    assert!(list["responses"]["429"].is_object());
+    assert!(list["responses"]["409"].is_null(), "reads take no key");
+    assert!(
+        op("/up", "get")["responses"]["429"].is_null(),
+        "health is not limited"
+    );
+}

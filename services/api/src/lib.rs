@@ -66,7 +66,9 @@ async fn openapi_json() -> impl IntoResponse {
 /// The OpenAPI 3.1 document of every public endpoint, built from the same route table the
 /// server runs, so a route cannot be served undocumented.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    let mut doc = documented().split_for_parts().1;
+    limit::openapi::document(&mut doc);
+    doc
 }
 
 /// The public API (port `CHAT_LISTEN`).

@@ -64,6 +64,11 @@ fn wrapper_of(route: &str) -> Option<Option<&'static str>> {
     }
 }
 
+/// Whether POSTs to this route template honour the header.
+pub fn honours(route: &str) -> bool {
+    wrapper_of(route).is_some()
+}
+
 /// 1 to 255 visible ASCII characters.
 pub fn valid_key(key: &[u8]) -> bool {
     (1..=255).contains(&key.len()) && key.iter().all(|b| (0x21..=0x7e).contains(b))

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod gcra;
 pub mod local;
+pub mod openapi;
 pub mod redis;
 
 use std::sync::LazyLock;
