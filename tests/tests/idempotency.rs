@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use chat_api::idempotency::{Begin, Entry, Store, Stored, local::LocalStore, redis::RedisStore};
+use chat_core::testkit;
 use chat_tests::{Mode, Reply, TestApp};
 use serde_json::{Value, json};
 use sqlx::Connection;
@@ -339,3 +341,100 @@ async fn a_retried_rotation_does_not_lock_the_client_out(mode: Mode) {
 }
 
 chat_tests::each_mode!(a_retried_rotation_does_not_lock_the_client_out);
+
+// ---- one conformance suite for both stores ----
+
+fn marker(owner: &str, fingerprint: &str) -> Entry {
+    Entry::InFlight {
+        owner: owner.into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
+async fn store_conformance(store: Store, prefix: &str) {
+    let key = |name: &str| format!("{prefix}{name}");
+    let mine = marker("me", "f1");
+    let response = Stored {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: r#"{"number":7}"#.into(),
+    };
+    let done = Entry::Done {
+        fingerprint: "f1".into(),
+        response: response.clone(),
+    };
+    let begin = |k: String, m: Entry, ms: u64| {
+        let store = &store;
+        async move { store.begin(&k, &m, ms).await.unwrap() }
+    };
+    assert_eq!(begin(key("k"), mine.clone(), 60_000).await, Begin::Started);
+    assert_eq!(
+        begin(key("k"), marker("you", "f1"), 60_000).await,
+        Begin::InFlight { same_request: true }
+    );
+    assert_eq!(
+        begin(key("k"), marker("you", "f2"), 60_000).await,
+        Begin::InFlight {
+            same_request: false
+        }
+    );
+    // Only the owner of the marker records the response.
+    store
+        .finish(&key("k"), &marker("you", "f1"), &done, 60_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        begin(key("k"), marker("you", "f1"), 60_000).await,
+        Begin::InFlight { .. }
+    ));
+    store.finish(&key("k"), &mine, &done, 60_000).await.unwrap();
+    assert_eq!(
+        begin(key("k"), marker("you", "f1"), 60_000).await,
+        Begin::Done {
+            same_request: true,
+            response: response.clone()
+        }
+    );
+    assert!(matches!(
+        begin(key("k"), marker("you", "f2"), 60_000).await,
+        Begin::Done {
+            same_request: false,
+            ..
+        }
+    ));
+    // Abandoning frees the key, for the owner only.
+    assert_eq!(begin(key("a"), mine.clone(), 60_000).await, Begin::Started);
+    store
+        .abandon(&key("a"), &marker("you", "f1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        begin(key("a"), marker("you", "f1"), 60_000).await,
+        Begin::InFlight { .. }
+    ));
+    store.abandon(&key("a"), &mine).await.unwrap();
+    assert_eq!(begin(key("a"), mine.clone(), 60_000).await, Begin::Started);
+    // Markers and responses expire.
+    assert_eq!(begin(key("e"), mine.clone(), 50).await, Begin::Started);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(begin(key("e"), mine.clone(), 60_000).await, Begin::Started);
+    store.finish(&key("e"), &mine, &done, 50).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(begin(key("e"), mine.clone(), 60_000).await, Begin::Started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_conformance_in_process() {
+    store_conformance(Store::Local(LocalStore::new(100, 1 << 20)), "").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_conformance_redis() {
+    let prefix = testkit::redis_prefix();
+    let conn = chat_api::guards::connect(&testkit::redis_url(), Duration::from_secs(2)).unwrap();
+    store_conformance(Store::Redis(RedisStore::new(conn)), &prefix).await;
+    testkit::wipe_redis_prefix(&testkit::redis_url(), &prefix)
+        .await
+        .unwrap();
+}

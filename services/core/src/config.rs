@@ -346,6 +346,33 @@ mod tests {
     }
 
     #[test]
+    fn abuse_limits_have_production_defaults() {
+        let s = Cli::try_parse_from(["x"]).unwrap().settings;
+        assert_eq!((s.rate_write_per_s, s.rate_write_burst), (1000, 2000));
+        assert_eq!((s.rate_read_per_s, s.rate_read_burst), (5000, 10000));
+        assert_eq!(
+            (s.rate_create_app_per_min, s.rate_create_app_burst),
+            (30, 30)
+        );
+        assert!(s.trusted_proxy_header.is_none());
+        assert_eq!(s.idempotency_ttl_s, 86400);
+        assert_eq!((s.header_read_timeout_ms, s.idle_timeout_s), (10000, 60));
+        assert_eq!(s.max_connections, 10000);
+        assert!(Cli::try_parse_from(["x", "--rate-write-burst", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-connections", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_must_be_a_header_name() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.trusted_proxy_header = Some("X-Forwarded-For".into());
+        assert!(s.validate().is_ok());
+        s.trusted_proxy_header = Some("not a header".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("CHAT_TRUSTED_PROXY_HEADER"), "{err}");
+    }
+
+    #[test]
     fn passwords_never_reach_the_log() {
         let shown = redact_url("mysql://root:hunter2@db:3306/chat");
         assert!(!shown.contains("hunter2"), "{shown}");

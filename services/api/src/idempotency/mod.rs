@@ -223,40 +223,45 @@ async fn handle(state: AppState, request: Request, next: Next) -> Result<Respons
     }
     count("started");
 
-    // The request runs in a task of its own: a client that disconnects must not cancel a
-    // create half-way (committed but never recorded), or its retry would create it again.
+    // The request runs in a task of its own (in the request's span): a client that disconnects
+    // must not cancel a create half-way (committed but never recorded), or its retry would
+    // create it again.
     let request = Request::from_parts(parts, Body::from(bytes));
-    let task = tokio::spawn(async move {
-        let response = next.run(request).await;
-        let (parts, body) = response.into_parts();
-        // Every response of these routes is a small JSON document.
-        let bytes = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        let response = Response::from_parts(parts, Body::from(bytes.clone()));
-        let kept = keepable(&response, &bytes);
-        let recorded = match kept {
-            Some(stored) => {
-                let done = Entry::Done {
-                    fingerprint,
-                    response: stored,
-                };
-                idem.bounded(idem.store.finish(&storage_key, &marker, &done, ttl_ms))
-                    .await
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        async move {
+            let response = next.run(request).await;
+            let (parts, body) = response.into_parts();
+            // Every response of these routes is a small JSON document.
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let response = Response::from_parts(parts, Body::from(bytes.clone()));
+            let kept = keepable(&response, &bytes);
+            let recorded = match kept {
+                Some(stored) => {
+                    let done = Entry::Done {
+                        fingerprint,
+                        response: stored,
+                    };
+                    idem.bounded(idem.store.finish(&storage_key, &marker, &done, ttl_ms))
+                        .await
+                }
+                None => {
+                    count("not_stored");
+                    idem.bounded(idem.store.abandon(&storage_key, &marker))
+                        .await
+                }
+            };
+            if recorded.is_err() {
+                // The create stands; the marker expires after IN_FLIGHT_MS and a retry after
+                // that runs again.
+                tracing::warn!("idempotency result not recorded");
             }
-            None => {
-                count("not_stored");
-                idem.bounded(idem.store.abandon(&storage_key, &marker))
-                    .await
-            }
-        };
-        if recorded.is_err() {
-            // The create stands; the marker expires after IN_FLIGHT_MS and a retry after
-            // that runs again.
-            tracing::warn!("idempotency result not recorded");
-        }
-        response
-    });
+            response
+        },
+        span,
+    ));
     task.await.map_err(|err| {
         tracing::error!(error = %err, "idempotent request task failed");
         // Only a panic in the handler gets here: the same 500 it would have been without us.
