@@ -6,6 +6,7 @@ pub mod extract;
 pub mod guards;
 pub mod idempotency;
 pub mod limit;
+pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod serve;
@@ -56,9 +57,7 @@ fn documented() -> OpenApiRouter<AppState> {
 async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     let doc = DOC.get_or_init(|| {
-        openapi()
-            .to_pretty_json()
-            .expect("OpenAPI document serialises")
+        serde_json::to_string_pretty(&openapi_document()).expect("OpenAPI document serialises")
     });
     ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
 }
@@ -68,6 +67,14 @@ async fn openapi_json() -> impl IntoResponse {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = documented().split_for_parts().1;
     limit::openapi::document(&mut doc);
+    doc
+}
+
+/// The document as served: [`openapi`] plus the links from each create to what it created.
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).expect("OpenAPI document serialises");
+    views::optional_bodies_are_not_null(&mut doc);
+    links::add(&mut doc);
     doc
 }
 
