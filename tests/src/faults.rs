@@ -11,16 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chat_core::config::Settings;
 use chat_core::search::{SearchDocument, SearchIndex, SearchPage, SearchRequest, UpsertReport};
-use chat_core::testkit::{self, TestDatabase};
-use chat_core::wiring::{self, Schema};
+use chat_core::testkit;
 use reqwest::StatusCode;
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-use crate::{Mode, Reply, TestApp};
+use crate::{Reply, TestApp};
 
 /// A private, non-persistent `redis-server` on a free port.
 pub struct PrivateRedis {
@@ -426,69 +424,6 @@ pub async fn searched_numbers(
         match page.json["next"].as_str() {
             Some(next) => cursor = Some(next.to_owned()),
             None => return Ok(numbers),
-        }
-    }
-}
-
-impl TestApp {
-    /// Like [`TestApp::start_with`], with the search index `wrap` makes of the one the settings
-    /// open (the first instance's role set: api, relay, indexer, counter).
-    pub async fn start_with_search(
-        mode: Mode,
-        adjust: impl FnOnce(&mut Settings),
-        wrap: impl FnOnce(Arc<dyn SearchIndex>) -> Arc<dyn SearchIndex>,
-    ) -> TestApp {
-        let dir = std::env::temp_dir().join(testkit::unique_name("chat_http"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut settings = crate::base_settings(&dir);
-        let mysql = match mode {
-            Mode::Embedded => None,
-            Mode::MySql => {
-                let db = TestDatabase::create().await;
-                settings.database_url = Some(db.url.clone());
-                settings.redis_url = Some(testkit::redis_url());
-                settings.redis_prefix = testkit::redis_prefix();
-                wiring::migrate(&settings, false)
-                    .await
-                    .expect("migrate test database");
-                Some(db)
-            }
-        };
-        adjust(&mut settings);
-        let redis_prefix =
-            (!settings.redis_prefix.is_empty()).then(|| settings.redis_prefix.clone());
-        let data = Arc::new(crate::Data {
-            _mysql: mysql,
-            redis_prefix,
-            dir,
-        });
-        let search = chat_search::open(&settings, chat_search::Access::Writer)
-            .await
-            .expect("open search index");
-        let backend = wiring::open(&settings, Schema::Check, wrap(search))
-            .await
-            .expect("open backend");
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(backend.relay().run(stop.clone()));
-        tokio::spawn(backend.indexer().await.unwrap().run(stop.clone()));
-        tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
-        let state = chat_api::AppState::new(backend.service.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, chat_api::public_router(state)).await;
-        });
-        TestApp {
-            mode,
-            base: format!("http://{addr}"),
-            addr,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(256)
-                .build()
-                .unwrap(),
-            settings,
-            _stop: stop_tx,
-            _data: data,
         }
     }
 }

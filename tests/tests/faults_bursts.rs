@@ -264,11 +264,28 @@ async fn every_mysql_connection_killed_repeatedly_during_a_create_burst() {
         after.len(),
         after.iter().filter(|o| o.acknowledged()).count()
     );
-    assert!(
-        after.iter().any(|o| o.acknowledged()),
-        "the pool reconnected: creates succeed again"
-    );
-    let acked = acknowledged_numbers(&outcomes);
+    // On a loaded machine the burst may end before the pool has reconnected: then a create
+    // after it must still succeed within a few seconds, without a restart.
+    let mut later = None;
+    if !after.iter().any(|o| o.acknowledged()) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while later.is_none() {
+            let reply = app.new_message(&token, chats[0], "after the kills").await;
+            if reply.status == StatusCode::CREATED {
+                later = reply.json["number"].as_i64();
+            } else {
+                assert!(
+                    Instant::now() < deadline,
+                    "the pool reconnected: creates succeed again ({reply:?})"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let mut acked = acknowledged_numbers(&outcomes);
+    if let Some(number) = later {
+        acked.entry(chats[0]).or_default().insert(number);
+    }
     assert!(acked.values().map(BTreeSet::len).sum::<usize>() > 50);
     // A connection killed between COMMIT and its reply leaves a stored row the client was
     // told failed (503): stored may exceed acknowledged, never the reverse.
