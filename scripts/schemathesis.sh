@@ -59,11 +59,14 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# ---- rate limits: raise them here once they exist (the env names are not final) ----------
+# ---- rate limits ---------------------------------------------------------------------------
 # The run sends thousands of requests from one address with a few tokens; limits at their
-# defaults would turn most of them into 429s and starve the stateful phase. For example:
-#   CHAT_RATE_LIMIT_WRITES=1000000 CHAT_RATE_LIMIT_READS=1000000
+# defaults would turn most application creates into 429s and starve the stateful phase.
+# 0 = unlimited (rate_limits.rs tests the limits themselves).
 limits=(
+  CHAT_RATE_WRITE_PER_S=0
+  CHAT_RATE_READ_PER_S=0
+  CHAT_RATE_CREATE_APP_PER_MIN=0
 )
 # -------------------------------------------------------------------------------------------
 

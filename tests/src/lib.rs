@@ -75,6 +75,9 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     settings.indexer_flush_ms = 20;
     settings.queue_claim_idle_ms = 1000;
     settings.purge_grace_s = 0;
+    // Every test creates applications from 127.0.0.1; the per-address limit has its own
+    // suite (rate_limits.rs), which sets it explicitly.
+    settings.rate_create_app_per_min = 0;
     settings
 }
 
@@ -160,11 +163,23 @@ impl TestApp {
             tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
             tokio::spawn(backend.purge().run(stop.clone()));
         }
-        let state = chat_api::AppState::new(backend.service.clone());
+        let state = chat_api::AppState::new(backend.service.clone())
+            .with_guards(&settings)
+            .expect("rate limiter and idempotency store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let limits = chat_api::serve::Limits::from_settings(&settings);
+        let mut stopped = stop.clone();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, chat_api::public_router(state)).await;
+            let _ = chat_api::serve::serve(
+                listener,
+                chat_api::public_router(state),
+                limits,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
+            .await;
         });
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
@@ -255,6 +270,18 @@ impl TestApp {
     }
 }
 
+/// The value of one process-wide metric sample, e.g. `chat_x_total{phase="idle"}` (0 when it
+/// has not been recorded yet). Tests of one binary share the process: compare before/after.
+pub fn metric(sample: &str) -> u64 {
+    let families = chat_core::metrics::REGISTRY.gather();
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&families)
+        .expect("metrics encode");
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub status: StatusCode,
@@ -328,6 +355,25 @@ macro_rules! both_modes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn mysql() {
                     super::$name($crate::TestApp::start($crate::Mode::MySql).await).await
+                }
+            }
+        )*
+    };
+}
+
+/// Like `both_modes!`, for tests that start their own instances: each body takes the `Mode`.
+#[macro_export]
+macro_rules! each_mode {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn embedded() {
+                    super::$name($crate::Mode::Embedded).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn mysql() {
+                    super::$name($crate::Mode::MySql).await
                 }
             }
         )*

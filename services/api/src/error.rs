@@ -18,6 +18,18 @@ pub enum ApiError {
     },
     RouteNotFound,
     MethodNotAllowed,
+    /// Over a rate limit; the client may retry after this many seconds.
+    RateLimited {
+        retry_after_s: u64,
+    },
+    /// The rate limiter's store (Redis) did not answer, and this request fails closed.
+    LimiterUnavailable,
+    /// The request with this `Idempotency-Key` is still being served.
+    IdempotencyInFlight,
+    /// This `Idempotency-Key` was first used with a different request.
+    IdempotencyMismatch,
+    /// The idempotency store (Redis) did not answer.
+    IdempotencyUnavailable,
 }
 
 impl From<Core> for ApiError {
@@ -90,6 +102,41 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
                 "this endpoint does not support that method (see the Allow header)".into(),
+                None,
+            ),
+            ApiError::RateLimited { retry_after_s } => (
+                S::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!("rate limit exceeded; retry in {retry_after_s} s"),
+                None,
+            ),
+            ApiError::LimiterUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "redis-unavailable",
+                "Service unavailable",
+                "rate limiting (Redis) is unavailable; retry later".into(),
+                None,
+            ),
+            ApiError::IdempotencyInFlight => (
+                S::CONFLICT,
+                "idempotency-in-flight",
+                "Request in progress",
+                "a request with this Idempotency-Key is still in progress; retry later".into(),
+                None,
+            ),
+            ApiError::IdempotencyMismatch => (
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency-Key reused",
+                "this Idempotency-Key was used with a different request".into(),
+                None,
+            ),
+            ApiError::IdempotencyUnavailable => (
+                S::SERVICE_UNAVAILABLE,
+                "redis-unavailable",
+                "Service unavailable",
+                "idempotency keys (Redis) are unavailable; retry later".into(),
                 None,
             ),
             ApiError::Core(err) => match err {
@@ -195,6 +242,9 @@ impl IntoResponse for ApiError {
         );
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::RateLimited { retry_after_s } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response
     }

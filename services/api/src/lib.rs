@@ -3,9 +3,13 @@
 
 pub mod error;
 pub mod extract;
+pub mod guards;
+pub mod idempotency;
+pub mod limit;
 pub mod links;
 pub mod metrics;
 pub mod routes;
+pub mod serve;
 pub mod state;
 pub mod views;
 
@@ -61,7 +65,9 @@ async fn openapi_json() -> impl IntoResponse {
 /// The OpenAPI 3.1 document of every public endpoint, built from the same route table the
 /// server runs, so a route cannot be served undocumented.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented().split_for_parts().1
+    let mut doc = documented().split_for_parts().1;
+    limit::openapi::document(&mut doc);
+    doc
 }
 
 /// The document as served: [`openapi`] plus the links from each create to what it created.
@@ -79,6 +85,15 @@ pub fn public_router(state: AppState) -> Router {
     router
         .fallback(|| async { ApiError::RouteNotFound.into_response() })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed.into_response() })
+        // Route layers see the route template; the limit runs first, so replays count too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limit::layer,
+        ))
         // Past the limit the body extractor answers 413 without buffering the rest.
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn_with_state(

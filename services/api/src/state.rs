@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chat_core::queue::Queue;
 use chat_core::service::ChatService;
 
+use crate::idempotency::Idempotency;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
 
 /// The one state every handler gets.
@@ -14,6 +16,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The queue this process uses, reported in `/metrics` (length, pending, dead letters).
     pub queue: Option<Arc<dyn Queue>>,
+    /// Rate limits; `None` = none (see [`AppState::with_guards`]).
+    pub limiter: Option<Arc<Limiter>>,
+    /// `Idempotency-Key` support; `None` = the header is ignored.
+    pub idempotency: Option<Arc<Idempotency>>,
 }
 
 impl AppState {
@@ -23,7 +29,21 @@ impl AppState {
             lifecycle: Arc::new(Lifecycle::default()),
             metrics: Arc::new(Metrics::new()),
             queue: None,
+            limiter: None,
+            idempotency: None,
         }
+    }
+
+    /// Rate limits and idempotency keys as the settings say: in Redis when `REDIS_URL` is set
+    /// (shared by every replica), in-process otherwise.
+    pub fn with_guards(
+        mut self,
+        settings: &chat_core::config::Settings,
+    ) -> chat_core::Result<Self> {
+        let (limiter, idempotency) = crate::guards::open(settings)?;
+        self.limiter = Some(Arc::new(limiter));
+        self.idempotency = Some(Arc::new(idempotency));
+        Ok(self)
     }
 
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {

@@ -156,7 +156,9 @@ pub async fn open(settings: &Settings, schema: Schema, access: Access) -> Result
 
 async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access) -> Result<()> {
     let backend = open(settings, schema, access).await?;
-    let state = AppState::new(backend.service.clone()).with_queue(backend.queue.clone());
+    let state = AppState::new(backend.service.clone())
+        .with_queue(backend.queue.clone())
+        .with_guards(settings)?;
     let public = if roles.public_api {
         Some(bind(settings.listen, "CHAT_LISTEN").await?)
     } else {
@@ -195,11 +197,12 @@ async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access
 
     let mut servers = JoinSet::new();
     if let Some(public) = public {
-        servers.spawn(
-            axum::serve(public, chat_api::public_router(state.clone()))
-                .with_graceful_shutdown(stopped(stop_rx.clone()))
-                .into_future(),
-        );
+        servers.spawn(chat_api::serve::serve(
+            public,
+            chat_api::public_router(state.clone()),
+            chat_api::serve::Limits::from_settings(settings),
+            stopped(stop_rx.clone()),
+        ));
     }
     servers.spawn(
         axum::serve(admin, chat_api::admin_router(state))

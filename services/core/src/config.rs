@@ -114,6 +114,53 @@ pub struct Settings {
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub shutdown_grace_s: u64,
 
+    /// Per-token write requests (POST/PUT/PATCH/DELETE) per second, shared by every replica;
+    /// 0 = unlimited.
+    #[arg(long, env = "CHAT_RATE_WRITE_PER_S", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000), global = true)]
+    pub rate_write_per_s: u32,
+
+    /// Per-token write burst: requests allowed at once on a full bucket.
+    #[arg(long, env = "CHAT_RATE_WRITE_BURST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub rate_write_burst: u32,
+
+    /// Per-token read requests (GET) per second; 0 = unlimited.
+    #[arg(long, env = "CHAT_RATE_READ_PER_S", default_value_t = 5000, value_parser = clap::value_parser!(u32).range(0..=1_000_000), global = true)]
+    pub rate_read_per_s: u32,
+
+    /// Per-token read burst.
+    #[arg(long, env = "CHAT_RATE_READ_BURST", default_value_t = 10000, value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub rate_read_burst: u32,
+
+    /// `POST /chat_applications` per client address per minute; 0 = unlimited.
+    #[arg(long, env = "CHAT_RATE_CREATE_APP_PER_MIN", default_value_t = 30, value_parser = clap::value_parser!(u32).range(0..=60_000_000), global = true)]
+    pub rate_create_app_per_min: u32,
+
+    /// `POST /chat_applications` burst per client address.
+    #[arg(long, env = "CHAT_RATE_CREATE_APP_BURST", default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub rate_create_app_burst: u32,
+
+    /// Header naming the client address set by a trusted reverse proxy (e.g.
+    /// `X-Forwarded-For`; its right-most entry is used); unset = the TCP peer address only.
+    #[arg(long, env = "CHAT_TRUSTED_PROXY_HEADER", global = true)]
+    pub trusted_proxy_header: Option<String>,
+
+    /// How long an `Idempotency-Key` and its response are kept, in seconds.
+    #[arg(long, env = "CHAT_IDEMPOTENCY_TTL_S", default_value_t = 86400, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub idempotency_ttl_s: u64,
+
+    /// Longest time a client may take to send a request's headers (from the connection's
+    /// first byte, or from its first byte after a response), in milliseconds.
+    #[arg(long, env = "CHAT_HEADER_READ_TIMEOUT_MS", default_value_t = 10000, value_parser = clap::value_parser!(u64).range(1..=600_000), global = true)]
+    pub header_read_timeout_ms: u64,
+
+    /// A keep-alive connection with no request in progress is closed after this, in seconds.
+    #[arg(long, env = "CHAT_IDLE_TIMEOUT_S", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400), global = true)]
+    pub idle_timeout_s: u64,
+
+    /// Most open client connections on the public port; past it new ones are closed at once.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: u32,
+
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -162,6 +209,13 @@ impl Settings {
                     parsed.scheme()
                 )));
             }
+        }
+        if let Some(name) = &self.trusted_proxy_header
+            && invalid_header_name(name)
+        {
+            return Err(Error::Config(format!(
+                "CHAT_TRUSTED_PROXY_HEADER: not a header name: {name:?}"
+            )));
         }
         if let Some(url) = &self.elasticsearch_url {
             let parsed = url::Url::parse(url)
@@ -218,12 +272,40 @@ impl Settings {
                 self.outbox_retention_s.to_string(),
             ),
             ("CHAT_SHUTDOWN_GRACE_S", self.shutdown_grace_s.to_string()),
+            ("CHAT_RATE_WRITE_PER_S", self.rate_write_per_s.to_string()),
+            ("CHAT_RATE_WRITE_BURST", self.rate_write_burst.to_string()),
+            ("CHAT_RATE_READ_PER_S", self.rate_read_per_s.to_string()),
+            ("CHAT_RATE_READ_BURST", self.rate_read_burst.to_string()),
+            (
+                "CHAT_RATE_CREATE_APP_PER_MIN",
+                self.rate_create_app_per_min.to_string(),
+            ),
+            (
+                "CHAT_RATE_CREATE_APP_BURST",
+                self.rate_create_app_burst.to_string(),
+            ),
+            ("CHAT_TRUSTED_PROXY_HEADER", opt(&self.trusted_proxy_header)),
+            ("CHAT_IDEMPOTENCY_TTL_S", self.idempotency_ttl_s.to_string()),
+            (
+                "CHAT_HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms.to_string(),
+            ),
+            ("CHAT_IDLE_TIMEOUT_S", self.idle_timeout_s.to_string()),
+            ("CHAT_MAX_CONNECTIONS", self.max_connections.to_string()),
             (
                 "LOG_FORMAT",
                 format!("{:?}", self.log_format).to_lowercase(),
             ),
         ]
     }
+}
+
+/// RFC 9110 token characters only, so the name parses as an HTTP header name.
+fn invalid_header_name(name: &str) -> bool {
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Hides the password (and a token-like username) of a URL; leaves unparsable text untouched
@@ -269,6 +351,33 @@ mod tests {
         assert_eq!((s.queue_claim_idle_ms, s.queue_max_attempts), (30000, 10));
         assert_eq!(s.shutdown_grace_s, 20);
         assert!(s.redis_url.is_none() && s.elasticsearch_url.is_none());
+    }
+
+    #[test]
+    fn abuse_limits_have_production_defaults() {
+        let s = Cli::try_parse_from(["x"]).unwrap().settings;
+        assert_eq!((s.rate_write_per_s, s.rate_write_burst), (1000, 2000));
+        assert_eq!((s.rate_read_per_s, s.rate_read_burst), (5000, 10000));
+        assert_eq!(
+            (s.rate_create_app_per_min, s.rate_create_app_burst),
+            (30, 30)
+        );
+        assert!(s.trusted_proxy_header.is_none());
+        assert_eq!(s.idempotency_ttl_s, 86400);
+        assert_eq!((s.header_read_timeout_ms, s.idle_timeout_s), (10000, 60));
+        assert_eq!(s.max_connections, 10000);
+        assert!(Cli::try_parse_from(["x", "--rate-write-burst", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--max-connections", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_trusted_proxy_header_must_be_a_header_name() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.trusted_proxy_header = Some("X-Forwarded-For".into());
+        assert!(s.validate().is_ok());
+        s.trusted_proxy_header = Some("not a header".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("CHAT_TRUSTED_PROXY_HEADER"), "{err}");
     }
 
     #[test]

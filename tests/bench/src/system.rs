@@ -40,6 +40,11 @@ impl Ctx {
             ("CHAT_DATA_DIR".into(), data_dir.display().to_string()),
             ("RUST_LOG".into(), self.server_log.clone()),
             ("CHAT_SHUTDOWN_GRACE_S".into(), "2".into()),
+            // The bench drives thousands of requests a second through a handful of tokens
+            // from one address: it measures the system, not its abuse limits (0 = unlimited).
+            ("CHAT_RATE_WRITE_PER_S".into(), "0".into()),
+            ("CHAT_RATE_READ_PER_S".into(), "0".into()),
+            ("CHAT_RATE_CREATE_APP_PER_MIN".into(), "0".into()),
         ]
     }
 }
