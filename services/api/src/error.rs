@@ -18,6 +18,10 @@ pub enum ApiError {
     },
     RouteNotFound,
     MethodNotAllowed,
+    /// The application already has this many live streams open on this instance.
+    TooManyStreams {
+        limit: usize,
+    },
 }
 
 impl From<Core> for ApiError {
@@ -90,6 +94,13 @@ impl ApiError {
                 "method-not-allowed",
                 "Method not allowed",
                 "this endpoint does not support that method (see the Allow header)".into(),
+                None,
+            ),
+            ApiError::TooManyStreams { limit } => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many requests",
+                format!("this application already has {limit} live streams open here; close one or retry later"),
                 None,
             ),
             ApiError::Core(err) => match err {
@@ -178,7 +189,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response

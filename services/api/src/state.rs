@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use chat_core::feed::Hub;
 use chat_core::queue::Queue;
 use chat_core::service::ChatService;
 
@@ -14,6 +16,14 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The queue this process uses, reported in `/metrics` (length, pending, dead letters).
     pub queue: Option<Arc<dyn Queue>>,
+    /// Live streams of this process (`None`: the endpoints answer 404).
+    pub streams: Option<Streams>,
+}
+
+#[derive(Clone)]
+pub struct Streams {
+    pub hub: Arc<Hub>,
+    pub heartbeat: Duration,
 }
 
 impl AppState {
@@ -23,7 +33,13 @@ impl AppState {
             lifecycle: Arc::new(Lifecycle::default()),
             metrics: Arc::new(Metrics::new()),
             queue: None,
+            streams: None,
         }
+    }
+
+    pub fn with_streams(mut self, hub: Arc<Hub>, heartbeat: Duration) -> Self {
+        self.streams = Some(Streams { hub, heartbeat });
+        self
     }
 
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
@@ -33,15 +49,32 @@ impl AppState {
 }
 
 /// Process-wide state readiness depends on besides the dependencies.
-#[derive(Default)]
 pub struct Lifecycle {
     shutting_down: AtomicBool,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            shutting_down: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl Lifecycle {
-    /// From now on readiness answers 503, so load balancers drain this instance first.
+    /// From now on readiness answers 503, so load balancers drain this instance first, and
+    /// open live streams end (the graceful shutdown would otherwise wait on them forever).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -154,7 +154,12 @@ pub async fn open(settings: &Settings, schema: Schema, access: Access) -> Result
 
 async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access) -> Result<()> {
     let backend = open(settings, schema, access).await?;
-    let state = AppState::new(backend.service.clone()).with_queue(backend.queue.clone());
+    let state = AppState::new(backend.service.clone())
+        .with_queue(backend.queue.clone())
+        .with_streams(
+            backend.streams.clone(),
+            Duration::from_secs(settings.stream_heartbeat_s),
+        );
     let public = if roles.public_api {
         Some(bind(settings.listen, "CHAT_LISTEN").await?)
     } else {
