@@ -96,7 +96,12 @@ fn id_key(id: &str) -> (u64, u64) {
 
 /// Public payload only: no internal id of any kind.
 fn assert_public(data: &Value) {
-    let fields: HashSet<&str> = data.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let fields: HashSet<&str> = data
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(
         fields,
         HashSet::from(["number", "body", "version", "created_at", "updated_at"]),
@@ -123,7 +128,9 @@ async fn exactly_once_across_a_reconnect(writer: &TestApp, reader: &TestApp) {
                 tasks.push(tokio::spawn(async move {
                     for i in 0..N / 4 {
                         let reply = client
-                            .post(format!("{base}/chat_applications/{token}/chats/{chat}/messages"))
+                            .post(format!(
+                                "{base}/chat_applications/{token}/chats/{chat}/messages"
+                            ))
                             .json(&json!({ "body": format!("m{lane}-{i}") }))
                             .send()
                             .await
@@ -165,7 +172,13 @@ async fn exactly_once_across_a_reconnect(writer: &TestApp, reader: &TestApp) {
     let mut replay = SseClient::open(reader, &format!("{path}?after=0-0"), None).await;
     for (id, number) in &seen {
         let event = replay.expect().await;
-        assert_eq!((event.id.as_ref().unwrap(), event.data["number"].as_i64().unwrap()), (id, *number));
+        assert_eq!(
+            (
+                event.id.as_ref().unwrap(),
+                event.data["number"].as_i64().unwrap()
+            ),
+            (id, *number)
+        );
     }
     // Nothing more arrives: no duplicate after the last.
     assert!(
@@ -196,7 +209,9 @@ async fn updates_and_websocket_frames(app: TestApp) {
         app.addr
     );
     app.new_message(&token, chat, "before").await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await.unwrap();
+    let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
     app.new_message(&token, chat, "after").await;
     let edited = app
         .call(
@@ -244,8 +259,14 @@ async fn updates_and_websocket_frames(app: TestApp) {
         app.addr,
         frames[1]["id"].as_str().unwrap()
     );
-    let (mut resumed, _) = tokio_tungstenite::connect_async(again.as_str()).await.unwrap();
-    let message = tokio::time::timeout(WAIT, resumed.next()).await.unwrap().unwrap().unwrap();
+    let (mut resumed, _) = tokio_tungstenite::connect_async(again.as_str())
+        .await
+        .unwrap();
+    let message = tokio::time::timeout(WAIT, resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let frame: Value = serde_json::from_str(message.to_text().unwrap()).unwrap();
     assert_eq!(frame["type"], "message.updated");
     socket.close(None).await.unwrap();
@@ -309,7 +330,10 @@ async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
         .unwrap();
     let text = String::from_utf8_lossy(&received);
     let delivered = text.matches("event: message.created").count();
-    assert!(delivered < MESSAGES, "everything was delivered: not a slow client");
+    assert!(
+        delivered < MESSAGES,
+        "everything was delivered: not a slow client"
+    );
     assert!(text.contains("event: error"), "no final error event");
     assert!(text.contains("\"reason\":\"slow\""), "no slow reason");
 }
@@ -339,7 +363,10 @@ async fn a_client_older_than_retained_gets_a_reset() {
     // Then live from the reset's id.
     app.new_message(&token, chat, "later").await;
     let next = old.expect().await;
-    assert_eq!((next.event.as_str(), next.data["number"].as_i64()), ("message.created", Some(12)));
+    assert_eq!(
+        (next.event.as_str(), next.data["number"].as_i64()),
+        ("message.created", Some(12))
+    );
     assert!(id_key(next.id.as_ref().unwrap()) > id_key(&reset_id));
     // A client that has the newest id is no reset.
     let mut current = SseClient::open(&app, &path, next.id.as_deref()).await;
@@ -396,16 +423,26 @@ async fn unknown_chats_and_malformed_ids_are_problems() {
     let token = app.new_application("errors").await;
     let chat = app.new_chat(&token).await;
     let missing_token = "0".repeat(32);
-    app.get(&stream_path(&missing_token, 1)).await.assert_problem(404);
-    app.get(&stream_path(&token, chat + 1)).await.assert_problem(404);
-    app.get(&format!("/chat_applications/{token}/chats/{}/messages/ws", chat + 1))
+    app.get(&stream_path(&missing_token, 1))
         .await
         .assert_problem(404);
+    app.get(&stream_path(&token, chat + 1))
+        .await
+        .assert_problem(404);
+    app.get(&format!(
+        "/chat_applications/{token}/chats/{}/messages/ws",
+        chat + 1
+    ))
+    .await
+    .assert_problem(404);
     for bad in ["x", "1", "1-", "-1", "1-2-3", "1.5-0"] {
         let path = format!("{}?after={bad}", stream_path(&token, chat));
         let reply = app.get(&path).await;
         reply.assert_problem(400);
-        assert!(reply.json["detail"].as_str().unwrap().contains("after"), "{reply:?}");
+        assert!(
+            reply.json["detail"].as_str().unwrap().contains("after"),
+            "{reply:?}"
+        );
     }
     let reply = app
         .client
@@ -416,11 +453,18 @@ async fn unknown_chats_and_malformed_ids_are_problems() {
         .unwrap();
     let reply = chat_tests::Reply::from(reply).await;
     reply.assert_problem(400);
-    assert!(reply.json["detail"].as_str().unwrap().contains("Last-Event-ID"));
+    assert!(
+        reply.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Last-Event-ID")
+    );
     // A plain GET of the WebSocket endpoint is no upgrade.
-    app.get(&format!("/chat_applications/{token}/chats/{chat}/messages/ws"))
-        .await
-        .assert_problem(400);
+    app.get(&format!(
+        "/chat_applications/{token}/chats/{chat}/messages/ws"
+    ))
+    .await
+    .assert_problem(400);
     // The WebSocket endpoint checks the same before upgrading.
     let ws = format!(
         "ws://{}/chat_applications/{token}/chats/{chat}/messages/ws?after=zzz",

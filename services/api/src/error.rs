@@ -100,7 +100,9 @@ impl ApiError {
                 S::TOO_MANY_REQUESTS,
                 "too-many-streams",
                 "Too many requests",
-                format!("this application already has {limit} live streams open here; close one or retry later"),
+                format!(
+                    "this application already has {limit} live streams open here; close one or retry later"
+                ),
                 None,
             ),
             ApiError::Core(err) => match err {

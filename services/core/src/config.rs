@@ -232,7 +232,10 @@ impl Settings {
             ("CHAT_FEED_MAX_AGE_S", self.feed_max_age_s.to_string()),
             ("CHAT_STREAM_BUFFER", self.stream_buffer.to_string()),
             ("CHAT_STREAMS_PER_TOKEN", self.streams_per_token.to_string()),
-            ("CHAT_STREAM_HEARTBEAT_S", self.stream_heartbeat_s.to_string()),
+            (
+                "CHAT_STREAM_HEARTBEAT_S",
+                self.stream_heartbeat_s.to_string(),
+            ),
             (
                 "LOG_FORMAT",
                 format!("{:?}", self.log_format).to_lowercase(),

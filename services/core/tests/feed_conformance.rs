@@ -87,7 +87,12 @@ async fn appends_keep_order_link_prev_and_skip_known_keys(feed: Arc<dyn Feed>) {
     assert_eq!(after[0].prev, ids[2]);
     // Pages.
     assert_eq!(feed.range(1, EntryId::ZERO, 2).await.unwrap().len(), 2);
-    assert!(feed.range(1, feed.head(1).await.unwrap().unwrap(), 10).await.unwrap().is_empty());
+    assert!(
+        feed.range(1, feed.head(1).await.unwrap().unwrap(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn logs_are_capped_by_length(feed: Arc<dyn Feed>) {

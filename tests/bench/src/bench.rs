@@ -376,7 +376,8 @@ async fn run_all(ctx: &Ctx, run: &Run, report: &mut Report) -> anyhow::Result<()
     }
     let mysql_scenarios = [&system_scenarios[..], &["connections"]].concat();
     if (run.wants_system("mysql1") && wants_any(&mysql_scenarios))
-        || (run.wants_system("mysql2") && (wants_any(&system_scenarios[..5]) || run.wants("stream")))
+        || (run.wants_system("mysql2")
+            && (wants_any(&system_scenarios[..5]) || run.wants("stream")))
     {
         eprintln!("bench: MySQL + Redis (migrate, indexer, counter, api ×1)");
         let mut system = System::mysql(ctx, MYSQL1).await?;
@@ -390,7 +391,8 @@ async fn run_all(ctx: &Ctx, run: &Run, report: &mut Report) -> anyhow::Result<()
                 system.check_alive()?;
             }
         }
-        if run.wants_system("mysql2") && (wants_any(&system_scenarios[..5]) || run.wants("stream")) {
+        if run.wants_system("mysql2") && (wants_any(&system_scenarios[..5]) || run.wants("stream"))
+        {
             eprintln!("bench: MySQL + Redis, api ×2");
             system.start_api(ctx, "api2", "api").await?;
             system.label = MYSQL2.into();

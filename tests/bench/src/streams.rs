@@ -40,9 +40,14 @@ pub async fn stream_phase(
     let writer = system.api[0];
     let reader = *system.api.last().expect("an api process");
     let token = fixture.token().to_owned();
-    let chat = http::once(writer, "POST", &format!("/chat_applications/{token}/chats"), None)
-        .await?
-        .json()?["number"]
+    let chat = http::once(
+        writer,
+        "POST",
+        &format!("/chat_applications/{token}/chats"),
+        None,
+    )
+    .await?
+    .json()?["number"]
         .as_i64()
         .context("chat number")?;
     let path = format!("/chat_applications/{token}/chats/{chat}/messages/stream");
@@ -74,7 +79,11 @@ pub async fn stream_phase(
             while let Some(seq) = recv(&ticks).await {
                 let body = serde_json::json!({ "body": format!("bench-stream {seq}") }).to_string();
                 sent.lock().unwrap().insert(seq, Instant::now());
-                if client.expect("POST", &path, Some(&body), 201).await.is_err() {
+                if client
+                    .expect("POST", &path, Some(&body), 201)
+                    .await
+                    .is_err()
+                {
                     failed += 1;
                 }
             }
@@ -157,7 +166,11 @@ pub async fn stream_phase(
         "bench:   stream delivery at {:.0}/s, {} subscribers on {}: {} samples, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms{}{}",
         plan.rate,
         plan.subscribers,
-        if writer == reader { "the same process" } else { "the other replica" },
+        if writer == reader {
+            "the same process"
+        } else {
+            "the other replica"
+        },
         lag.samples,
         lag.p50_ms,
         lag.p99_ms,

@@ -48,7 +48,8 @@ pub async fn stream_messages(
     address: Address,
     resume: Resume,
 ) -> ApiResult<Response> {
-    let (subscription, heartbeat) = stream::open(&state, &address, resume).await?;
+    let target = stream::target(&state, &address).await?;
+    let (subscription, heartbeat) = stream::open(target, resume).await?;
     Ok(stream::sse::respond(
         subscription,
         state.lifecycle.clone(),
@@ -83,8 +84,9 @@ pub async fn stream_messages_ws(
     resume: Resume,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
+    let target = stream::target(&state, &address).await?;
     let upgrade = upgrade.map_err(|err| ApiError::BadRequest(err.body_text()))?;
-    let (subscription, heartbeat) = stream::open(&state, &address, resume).await?;
+    let (subscription, heartbeat) = stream::open(target, resume).await?;
     let lifecycle = state.lifecycle.clone();
     Ok(upgrade
         .on_upgrade(move |socket| stream::ws::run(socket, subscription, lifecycle, heartbeat))

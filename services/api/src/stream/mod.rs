@@ -56,23 +56,36 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
     }
 }
 
-/// Looks the chat up (404) and subscribes (429 past the per-token cap).
-pub async fn open(
-    state: &AppState,
-    address: &Address,
-    resume: Resume,
-) -> Result<(Subscription, Duration), ApiError> {
-    let streams = state.streams.as_ref().ok_or(ApiError::RouteNotFound)?;
+/// A chat a client may stream: its ids, and this process's hub.
+pub struct Target {
+    streams: crate::state::Streams,
+    application_id: i64,
+    chat_id: i64,
+}
+
+/// Looks the chat up (404).
+pub async fn target(state: &AppState, address: &Address) -> Result<Target, ApiError> {
+    let streams = state.streams.clone().ok_or(ApiError::RouteNotFound)?;
     let chat = state.service.chat(&address.token, address.chat()).await?;
-    let subscription = streams
+    Ok(Target {
+        streams,
+        application_id: chat.application_id,
+        chat_id: chat.id,
+    })
+}
+
+/// Subscribes (429 past the per-token cap); answers the heartbeat interval too.
+pub async fn open(target: Target, resume: Resume) -> Result<(Subscription, Duration), ApiError> {
+    let subscription = target
+        .streams
         .hub
-        .subscribe(chat.application_id, chat.id, resume.0)
+        .subscribe(target.application_id, target.chat_id, resume.0)
         .await
         .map_err(|err| match err {
             SubscribeError::TooMany { limit } => ApiError::TooManyStreams { limit },
             SubscribeError::Unavailable(err) => ApiError::Core(err),
         })?;
-    Ok((subscription, streams.heartbeat))
+    Ok((subscription, target.streams.heartbeat))
 }
 
 /// The `reset` payload: what the client does next.

@@ -14,7 +14,11 @@ use futures::Stream;
 use super::{end_data, reset_data};
 use crate::state::Lifecycle;
 
-pub fn respond(subscription: Subscription, lifecycle: Arc<Lifecycle>, heartbeat: Duration) -> Response {
+pub fn respond(
+    subscription: Subscription,
+    lifecycle: Arc<Lifecycle>,
+    heartbeat: Duration,
+) -> Response {
     let events = Sse::new(events(subscription, lifecycle))
         .keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat"));
     let mut response = events.into_response();
@@ -29,31 +33,28 @@ fn events(
     subscription: Subscription,
     lifecycle: Arc<Lifecycle>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures::stream::unfold(
-        Some((subscription, lifecycle)),
-        |state| async move {
-            let (mut subscription, lifecycle) = state?;
-            let item = tokio::select! {
-                biased;
-                () = lifecycle.stopped() => subscription.shut_down(),
-                item = subscription.next() => item?,
-            };
-            let event = match &item {
-                Item::Event(entry) => Event::default()
-                    .event(&entry.kind)
-                    .id(entry.id.to_string())
-                    .data(&entry.data),
-                Item::Reset(id) => Event::default()
-                    .event("reset")
-                    .id(id.to_string())
-                    .data(reset_data(*id)),
-                Item::End(end) => Event::default().event("error").data(end_data(*end)),
-            };
-            let next = match item {
-                Item::End(_) => None,
-                _ => Some((subscription, lifecycle)),
-            };
-            Some((Ok(event), next))
-        },
-    )
+    futures::stream::unfold(Some((subscription, lifecycle)), |state| async move {
+        let (mut subscription, lifecycle) = state?;
+        let item = tokio::select! {
+            biased;
+            () = lifecycle.stopped() => subscription.shut_down(),
+            item = subscription.next() => item?,
+        };
+        let event = match &item {
+            Item::Event(entry) => Event::default()
+                .event(&entry.kind)
+                .id(entry.id.to_string())
+                .data(&entry.data),
+            Item::Reset(id) => Event::default()
+                .event("reset")
+                .id(id.to_string())
+                .data(reset_data(*id)),
+            Item::End(end) => Event::default().event("error").data(end_data(*end)),
+        };
+        let next = match item {
+            Item::End(_) => None,
+            _ => Some((subscription, lifecycle)),
+        };
+        Some((Ok(event), next))
+    })
 }

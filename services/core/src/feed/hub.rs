@@ -31,8 +31,11 @@ const PAGE: usize = 256;
 pub const CHAT_DELETED: &str = "chat.deleted";
 
 pub static SUBSCRIBERS: LazyLock<IntGauge> = LazyLock::new(|| {
-    let g = IntGauge::new("chat_stream_subscribers", "Open live streams in this process")
-        .expect("valid metric");
+    let g = IntGauge::new(
+        "chat_stream_subscribers",
+        "Open live streams in this process",
+    )
+    .expect("valid metric");
     crate::metrics::REGISTRY
         .register(Box::new(g.clone()))
         .expect("registered once");
@@ -124,7 +127,9 @@ pub enum Item {
 #[derive(Debug)]
 pub enum SubscribeError {
     /// The application already has `limit` open streams here.
-    TooMany { limit: usize },
+    TooMany {
+        limit: usize,
+    },
     Unavailable(Error),
 }
 

@@ -181,8 +181,17 @@ mod tests {
         assert_eq!(a.to_string(), "1733050000000-2");
         assert!(a < "1733050000000-10".parse().unwrap());
         assert!(a < "1733050000001-0".parse().unwrap());
-        for bad in ["", "12", "-1", "1-", "a-1", "1-1-1", " 1-1", "1-+1", "99999999999999999999-0"]
-        {
+        for bad in [
+            "",
+            "12",
+            "-1",
+            "1-",
+            "a-1",
+            "1-1-1",
+            " 1-1",
+            "1-+1",
+            "99999999999999999999-0",
+        ] {
             assert!(bad.parse::<EntryId>().is_err(), "{bad:?} parsed");
         }
     }
@@ -213,7 +222,10 @@ mod tests {
         ];
         let got = appends(&payloads);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].chat_id, got[0].kind.as_str()), (5, "message.updated"));
+        assert_eq!(
+            (got[0].chat_id, got[0].kind.as_str()),
+            (5, "message.updated")
+        );
         assert_eq!(got[0].key, "u:3:2");
         let data: serde_json::Value = serde_json::from_str(&got[0].data).unwrap();
         assert_eq!(data["number"], 3);
