@@ -95,7 +95,7 @@ impl TestApp {
                 settings.database_url = Some(db.url.clone());
                 settings.redis_url = Some(testkit::redis_url());
                 settings.redis_prefix = testkit::redis_prefix();
-                wiring::migrate(&settings)
+                wiring::migrate(&settings, false)
                     .await
                     .expect("migrate test database");
                 Some(db)

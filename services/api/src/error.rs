@@ -120,6 +120,13 @@ impl ApiError {
                     format!("{field}: {reason}"),
                     Some((*field).to_owned()),
                 ),
+                Core::TokenRotated => (
+                    S::CONFLICT,
+                    "token-rotated",
+                    "Conflict",
+                    "this token was already rotated; use the token the rotation answered".into(),
+                    None,
+                ),
                 Core::Contention { .. } | Core::Taken | Core::Deadlock(_) => (
                     S::SERVICE_UNAVAILABLE,
                     "numbering-contention",

@@ -30,7 +30,13 @@ pub enum Command {
     /// Queue → chats_count / messages_count.
     Counter,
     /// Apply the SQL migrations and exit.
-    Migrate,
+    Migrate {
+        /// Also clear the plain tokens the previous release stored (only their SHA-256 stays).
+        /// Run once every replica runs this release: previous-release replicas look tokens up
+        /// in plain (docs/security.md, "Token storage").
+        #[arg(long)]
+        forget_plain_tokens: bool,
+    },
     /// Rebuild the search index from the database (batched, resumable, safe while running).
     Reindex {
         /// Only this chat: `<token>/<number>`.
@@ -67,7 +73,7 @@ impl Command {
             Command::Api => "api",
             Command::Indexer => "indexer",
             Command::Counter => "counter",
-            Command::Migrate => "migrate",
+            Command::Migrate { .. } => "migrate",
             Command::Reindex { .. } => "reindex",
             Command::Recount => "recount",
             Command::Dlq { .. } => "dlq",

@@ -90,8 +90,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         counter: false,
     };
     match cli.command {
-        Command::Migrate => {
-            let database = wiring::migrate(settings).await?;
+        Command::Migrate {
+            forget_plain_tokens,
+        } => {
+            let database = wiring::migrate(settings, forget_plain_tokens).await?;
             tracing::info!(database, "migrations applied");
             Ok(())
         }

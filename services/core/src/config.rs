@@ -99,6 +99,11 @@ pub struct Settings {
     #[arg(long, env = "CHAT_OUTBOX_RETENTION_S", default_value_t = 900, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
     pub outbox_retention_s: u64,
 
+    /// How long a token replaced by `rotate_token` keeps working, in seconds (0: it stops at
+    /// once). Lets clients roll the new token out without a window of failures.
+    #[arg(long, env = "CHAT_TOKEN_GRACE_S", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=2_592_000), global = true)]
+    pub token_grace_s: u64,
+
     /// Drain time on SIGTERM/SIGINT, in seconds.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE_S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=3600), global = true)]
     pub shutdown_grace_s: u64,

@@ -23,6 +23,11 @@ pub enum Error {
     #[error("transaction chosen as a deadlock victim: {0}")]
     Deadlock(String),
 
+    /// The token addressed the application but is no longer its current token (it was
+    /// rotated; it may still work in its grace period, but cannot rotate again).
+    #[error("this token was already rotated; use the new token")]
+    TokenRotated,
+
     /// Numbering kept colliding after re-seeding; the client may retry.
     #[error("could not allocate a number after {attempts} attempts")]
     Contention { attempts: u32 },

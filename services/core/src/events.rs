@@ -35,6 +35,34 @@ pub enum Event {
     MessageCreated(MessageEvent),
     #[serde(rename = "message.updated")]
     MessageUpdated(MessageEvent),
+    #[serde(rename = "message.deleted")]
+    MessageDeleted(MessageDeleted),
+    /// The chat is hidden at once; the counter role purges its rows and documents later.
+    #[serde(rename = "chat.deleted")]
+    ChatDeleted {
+        application_id: i64,
+        chat_id: i64,
+        number: i64,
+        deleted_at: DateTime<Utc>,
+    },
+    /// The application and its token are gone at once; its chats are purged later.
+    #[serde(rename = "application.deleted")]
+    ApplicationDeleted {
+        application_id: i64,
+        deleted_at: DateTime<Utc>,
+    },
+}
+
+/// A hard-deleted message. `version` is the deleted row's version + 1, so the search index
+/// takes the deletion as the newest version of the document and no late create or edit of it
+/// can come back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub application_id: i64,
+    pub chat_id: i64,
+    pub number: i64,
+    pub version: i64,
+    pub deleted_at: DateTime<Utc>,
 }
 
 /// What the indexer needs to write the document without reading the database.
@@ -104,6 +132,36 @@ impl Envelope {
             message,
         )))
     }
+
+    pub fn message_deleted(
+        application_id: i64,
+        message: &Message,
+        deleted_at: DateTime<Utc>,
+    ) -> Self {
+        Envelope::new(Event::MessageDeleted(MessageDeleted {
+            application_id,
+            chat_id: message.chat_id,
+            number: message.number,
+            version: message.version + 1,
+            deleted_at,
+        }))
+    }
+
+    pub fn chat_deleted(chat: &Chat, deleted_at: DateTime<Utc>) -> Self {
+        Envelope::new(Event::ChatDeleted {
+            application_id: chat.application_id,
+            chat_id: chat.id,
+            number: chat.number,
+            deleted_at,
+        })
+    }
+
+    pub fn application_deleted(application_id: i64, deleted_at: DateTime<Utc>) -> Self {
+        Envelope::new(Event::ApplicationDeleted {
+            application_id,
+            deleted_at,
+        })
+    }
 }
 
 impl MessageEvent {
@@ -138,6 +196,44 @@ mod tests {
             "{json}"
         );
         assert_eq!(Envelope::parse(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn deletions_carry_their_type_tags() {
+        let at = crate::domain::now();
+        for (event, tag) in [
+            (
+                Event::MessageDeleted(MessageDeleted {
+                    application_id: 1,
+                    chat_id: 2,
+                    number: 3,
+                    version: 4,
+                    deleted_at: at,
+                }),
+                "message.deleted",
+            ),
+            (
+                Event::ChatDeleted {
+                    application_id: 1,
+                    chat_id: 2,
+                    number: 3,
+                    deleted_at: at,
+                },
+                "chat.deleted",
+            ),
+            (
+                Event::ApplicationDeleted {
+                    application_id: 1,
+                    deleted_at: at,
+                },
+                "application.deleted",
+            ),
+        ] {
+            let e = Envelope::new(event);
+            let json = e.to_json();
+            assert!(json.contains(&format!("\"type\":\"{tag}\"")), "{json}");
+            assert_eq!(Envelope::parse(&json).unwrap(), e);
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct ChatService {
     /// Poked after each committed write so this process's outbox relay publishes at once.
     wrote: Arc<Notify>,
     max_body_bytes: usize,
+    /// How long a rotated-out token keeps working.
+    token_grace: std::time::Duration,
     /// Concurrent creates and lookups share round trips (see `coalesce.rs`).
     new_chats: Coalescer<NewChat, Chat>,
     new_messages: Coalescer<NewMessage, Message>,
@@ -85,10 +87,17 @@ impl ChatService {
             search,
             wrote,
             max_body_bytes,
+            token_grace: std::time::Duration::ZERO,
             new_chats,
             new_messages,
             lookups,
         }
+    }
+
+    /// How long a token replaced by [`ChatService::rotate_token`] keeps working (default 0).
+    pub fn with_token_grace(mut self, grace: std::time::Duration) -> Self {
+        self.token_grace = grace;
+        self
     }
 
     /// Messages of one chat matching every word of `q` (see `search.rs` for the semantics).
@@ -160,10 +169,42 @@ impl ChatService {
     pub async fn rename_application(&self, token: &str, name: &str) -> Result<Application> {
         let app = self.application(token).await?;
         domain::validate_name(name)?;
-        self.store
+        let renamed = self
+            .store
             .rename_application(app.id, name, domain::now())
             .await?
-            .ok_or(Error::NotFound(Entity::Application))
+            .ok_or(Error::NotFound(Entity::Application))?;
+        Ok(Application {
+            token: token.to_owned(),
+            ..renamed
+        })
+    }
+
+    /// Gives the application a new token. The one used here stops working at once, or after
+    /// the grace period; chats, messages and numbers stay as they are.
+    pub async fn rotate_token(&self, token: &str) -> Result<Application> {
+        let app = self.application(token).await?;
+        let now = domain::now();
+        let grace = chrono::Duration::from_std(self.token_grace)
+            .map_err(|err| Error::Config(format!("CHAT_TOKEN_GRACE_S: {err}")))?;
+        let previous_valid_until = (!self.token_grace.is_zero()).then(|| now + grace);
+        for _ in 0..3 {
+            let new = domain::new_token()?;
+            match self
+                .store
+                .rotate_token(app.id, token, &new, previous_valid_until, now)
+                .await
+            {
+                // A 1-in-2^64 collision with another application's token: draw again.
+                Err(Error::Taken) => continue,
+                Ok(Some(rotated)) => return Ok(rotated),
+                // Found, but only as a rotated-out token in its grace period (or a
+                // concurrent rotation won).
+                Ok(None) => return Err(Error::TokenRotated),
+                Err(err) => return Err(err),
+            }
+        }
+        Err(Error::Contention { attempts: 3 })
     }
 
     pub async fn create_chat(&self, token: &str) -> Result<Chat> {

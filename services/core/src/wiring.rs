@@ -164,7 +164,8 @@ pub async fn open(
         settings.max_body_bytes as usize,
         // A quarter of the pool each for creates and lookups leaves room for everything else.
         (settings.db_pool as usize / 4).max(1),
-    );
+    )
+    .with_token_grace(Duration::from_secs(settings.token_grace_s));
     Ok(Backend {
         service,
         store,
@@ -180,11 +181,19 @@ pub async fn open(
 }
 
 /// Applies every pending migration and returns which database it migrated.
-pub async fn migrate(settings: &Settings) -> Result<&'static str> {
+/// `forget_plain_tokens`: the contract step of hashed tokens (see `Store::forget_plain_tokens`).
+pub async fn migrate(settings: &Settings, forget_plain_tokens: bool) -> Result<&'static str> {
     match settings.database()? {
         Database::MySql(url) => {
             let store = MySqlStore::connect_lazy(&url, 1, DB_ACQUIRE_TIMEOUT)?;
             store.migrate().await?;
+            if forget_plain_tokens {
+                let forgotten = Store::forget_plain_tokens(&store).await?;
+                tracing::info!(
+                    forgotten,
+                    "cleared plain tokens; only their hashes are stored"
+                );
+            }
             Ok("mysql")
         }
         Database::Sqlite(url) => {

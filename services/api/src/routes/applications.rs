@@ -13,6 +13,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_application))
         .routes(routes!(get_application, update_application))
+        .routes(routes!(rotate_token))
 }
 
 /// Create a chat application; the response carries its secret token.
@@ -79,5 +80,27 @@ pub async fn update_application(
         .service
         .rename_application(&address.token, &name)
         .await?;
+    Ok(Json(app.into()))
+}
+
+/// Issue a new token for the application. The token in the path stops working at once (or
+/// after the deployment's grace period, `CHAT_TOKEN_GRACE_S`); chats, messages and their
+/// numbers are untouched. Send an `Idempotency-Key` so that a retry after a lost response
+/// answers the same new token instead of failing with the old one.
+#[utoipa::path(
+    post, path = "/chat_applications/{token}/rotate_token", tag = "applications",
+    params(("token" = String, Path, description = "The application's current token")),
+    responses(
+        (status = 200, description = "The application with its new token", body = ApplicationView),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The token was already rotated (it still works during its grace period, but cannot rotate again)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rotate_token(
+    State(state): State<AppState>,
+    address: Address,
+) -> ApiResult<Json<ApplicationView>> {
+    let app = state.service.rotate_token(&address.token).await?;
     Ok(Json(app.into()))
 }

@@ -26,7 +26,7 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::Result<$crate::domain::Application> {
                 let done = sqlx::query($crate::store::sql::INSERT_APPLICATION)
-                    .bind(token)
+                    .bind($crate::domain::token_hash(token))
                     .bind(name)
                     .bind(now)
                     .bind(now)
@@ -47,10 +47,78 @@ macro_rules! impl_sql_store {
                 &self,
                 token: &str,
             ) -> $crate::Result<Option<$crate::domain::Application>> {
-                Ok(sqlx::query_as($crate::store::sql::APPLICATION_BY_TOKEN)
-                    .bind(token)
-                    .fetch_optional(&mut *self.conn().await?)
-                    .await?)
+                let mut conn = self.conn().await?;
+                let found: Option<$crate::domain::Application> =
+                    sqlx::query_as($crate::store::sql::APPLICATION_BY_TOKEN_HASH)
+                        .bind($crate::domain::token_hash(token))
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let found = match found {
+                    Some(app) => Some(app),
+                    None => Self::application_by_old_token(&mut conn, token).await?,
+                };
+                Ok(found.map(|app| $crate::domain::Application {
+                    token: token.to_owned(),
+                    ..app
+                }))
+            }
+
+            async fn rotate_token(
+                &self,
+                application_id: i64,
+                current: &str,
+                new: &str,
+                previous_valid_until: Option<chrono::DateTime<chrono::Utc>>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::Result<Option<$crate::domain::Application>> {
+                let mut tx = self.begin_write().await?;
+                let written: $crate::Result<Option<$crate::domain::Application>> = async {
+                    let current_hash = $crate::domain::token_hash(current);
+                    let done = sqlx::query($crate::store::sql::ROTATE_TOKEN)
+                        .bind($crate::domain::token_hash(new))
+                        .bind(previous_valid_until.map(|_| current_hash.clone()))
+                        .bind(previous_valid_until)
+                        .bind(now)
+                        .bind(application_id)
+                        .bind(&current_hash)
+                        .bind(current)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Ok(None);
+                    }
+                    let app: Option<$crate::domain::Application> =
+                        sqlx::query_as($crate::store::sql::APPLICATION_BY_ID)
+                            .bind(application_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    Ok(app.map(|app| $crate::domain::Application {
+                        token: new.to_owned(),
+                        ..app
+                    }))
+                }
+                .await;
+                Self::finish(tx, written).await
+            }
+
+            async fn hash_plain_tokens(&self, limit: u32) -> $crate::Result<u64> {
+                let mut conn = self.conn().await?;
+                let rows: Vec<(i64, String)> = sqlx::query_as($crate::store::sql::UNHASHED_TOKENS)
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut hashed = 0;
+                for (id, token) in rows {
+                    hashed += Self::set_token_hash(&mut conn, id, &token).await?;
+                }
+                Ok(hashed)
+            }
+
+            async fn forget_plain_tokens(&self) -> $crate::Result<u64> {
+                let done = sqlx::query($crate::store::sql::FORGET_PLAIN_TOKENS)
+                    .execute(&mut *self.conn().await?)
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn rename_application(
@@ -145,8 +213,8 @@ macro_rules! impl_sql_store {
                         query.push(" UNION ALL ");
                     }
                     query.push(format!("SELECT {k} AS k, "));
-                    query.push($crate::store::sql::CHAT_BY_TOKEN_PARTS);
-                    query.push_bind(token.as_str());
+                    query.push($crate::store::sql::CHAT_BY_TOKEN_HASH_PARTS);
+                    query.push_bind($crate::domain::token_hash(token));
                     query.push(" AND c.number = ");
                     query.push_bind(*number);
                 }
@@ -159,6 +227,13 @@ macro_rules! impl_sql_store {
                     })?;
                     *slot = Some($crate::domain::Chat::from_row(&row)?);
                 }
+                // Misses are rare (unknown chats, a previous-release row, a rotated token in
+                // its grace period): each takes the slow path on its own.
+                for ((token, number), slot) in addresses.iter().zip(found.iter_mut()) {
+                    if slot.is_none() {
+                        *slot = self.chat_by_old_token(token, *number).await?;
+                    }
+                }
                 Ok(found)
             }
 
@@ -167,11 +242,15 @@ macro_rules! impl_sql_store {
                 token: &str,
                 number: i64,
             ) -> $crate::Result<Option<$crate::domain::Chat>> {
-                Ok(sqlx::query_as($crate::store::sql::CHAT_BY_TOKEN)
-                    .bind(token)
+                let found = sqlx::query_as($crate::store::sql::CHAT_BY_TOKEN_HASH)
+                    .bind($crate::domain::token_hash(token))
                     .bind(number)
                     .fetch_optional(&mut *self.conn().await?)
-                    .await?)
+                    .await?;
+                match found {
+                    Some(chat) => Ok(Some(chat)),
+                    None => self.chat_by_old_token(token, number).await,
+                }
             }
 
             async fn chats(
@@ -556,6 +635,60 @@ macro_rules! impl_sql_store {
         }
 
         impl $store {
+            /// An application addressed by a token its hash does not find: a plain token on a
+            /// row the previous release wrote (hashed on the way), or the token the last rotation
+            /// replaced, while its grace period lasts.
+            async fn application_by_old_token(
+                conn: &mut sqlx::pool::PoolConnection<$db>,
+                token: &str,
+            ) -> $crate::Result<Option<$crate::domain::Application>> {
+                let legacy: Option<$crate::domain::Application> =
+                    sqlx::query_as($crate::store::sql::APPLICATION_BY_PLAIN_TOKEN)
+                        .bind(token)
+                        .fetch_optional(&mut **conn)
+                        .await?;
+                if let Some(app) = legacy {
+                    Self::set_token_hash(conn, app.id, token).await?;
+                    return Ok(Some(app));
+                }
+                Ok(sqlx::query_as($crate::store::sql::APPLICATION_BY_PREVIOUS_TOKEN)
+                    .bind($crate::domain::token_hash(token))
+                    .bind($crate::domain::now())
+                    .fetch_optional(&mut **conn)
+                    .await?)
+            }
+
+            async fn set_token_hash(
+                conn: &mut sqlx::pool::PoolConnection<$db>,
+                id: i64,
+                token: &str,
+            ) -> $crate::Result<u64> {
+                let done = sqlx::query($crate::store::sql::SET_TOKEN_HASH)
+                    .bind($crate::domain::token_hash(token))
+                    .bind(id)
+                    .bind(token)
+                    .execute(&mut **conn)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            /// [`Store::chat_by_token`] past a hash miss.
+            async fn chat_by_old_token(
+                &self,
+                token: &str,
+                number: i64,
+            ) -> $crate::Result<Option<$crate::domain::Chat>> {
+                let mut conn = self.conn().await?;
+                let Some(app) = Self::application_by_old_token(&mut conn, token).await? else {
+                    return Ok(None);
+                };
+                Ok(sqlx::query_as($crate::store::sql::CHAT_OF_APPLICATION)
+                    .bind(app.id)
+                    .bind(number)
+                    .fetch_optional(&mut *conn)
+                    .await?)
+            }
+
             /// The whole batch in one transaction: one multi-row `INSERT` for the chats, one
             /// `SELECT` for their ids, one multi-row `INSERT` for their events.
             async fn insert_chats_at_once(

@@ -57,7 +57,27 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Application>;
+    /// The application a token addresses: its current token (looked up by hash), a plain token
+    /// on a row the previous release wrote (hashed on the way), or the token the last rotation
+    /// replaced while its grace period lasts. The answer carries `token` as given.
     async fn application_by_token(&self, token: &str) -> Result<Option<Application>>;
+    /// Replaces the application's current token `current` by `new`; `current` keeps working
+    /// until `previous_valid_until` (`None`: stops at once). `None` when `current` is not the
+    /// current token (any more). The answer carries the new token.
+    async fn rotate_token(
+        &self,
+        application_id: i64,
+        current: &str,
+        new: &str,
+        previous_valid_until: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Application>>;
+    /// Hashes up to `limit` plain tokens (rows the previous release wrote), keeping the plain
+    /// column as it is. Answers how many.
+    async fn hash_plain_tokens(&self, limit: u32) -> Result<u64>;
+    /// Clears the plain token of every row whose hash is stored (the contract step, once no
+    /// previous-release replica reads them). Answers how many.
+    async fn forget_plain_tokens(&self) -> Result<u64>;
     async fn rename_application(
         &self,
         application_id: i64,
@@ -75,7 +95,8 @@ pub trait Store: Send + Sync + 'static {
     /// per item in order. A row the database refuses (a taken number) does not fail the
     /// others: the batch is then retried row by row, so only that row answers the error.
     async fn insert_chats(&self, batch: &[NewChat]) -> Vec<Result<Chat>>;
-    /// One round trip from the client's address (token, number) to the chat.
+    /// One round trip from the client's address (token, number) to the chat (more only for the
+    /// old tokens [`Store::application_by_token`] accepts).
     async fn chat_by_token(&self, token: &str, number: i64) -> Result<Option<Chat>>;
     /// Many addresses in one round trip: one answer per address, in order.
     async fn chats_by_token(&self, addresses: &[(String, i64)]) -> Result<Vec<Option<Chat>>>;
@@ -177,6 +198,19 @@ pub trait Store: Send + Sync + 'static {
     async fn application_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
     /// (applications, chats, messages) rows, for progress reporting.
     async fn totals(&self) -> Result<(i64, i64, i64)>;
+}
+
+/// Hashes every plain token (rows the previous release wrote), in chunks. Answers how many.
+pub async fn hash_all_plain_tokens(store: &dyn Store) -> Result<u64> {
+    const CHUNK: u32 = 1000;
+    let mut hashed = 0;
+    loop {
+        let done = store.hash_plain_tokens(CHUNK).await?;
+        hashed += done;
+        if done == 0 {
+            return Ok(hashed);
+        }
+    }
 }
 
 /// Outbox rows deleted per statement by [`Store::purge_outbox`].

@@ -48,8 +48,14 @@ impl MySqlStore {
         Ok(MySqlStore { pool })
     }
 
+    /// Applies pending migrations, then hashes plain tokens (SQL cannot, in SQLite; in MySQL it
+    /// catches rows previous-release replicas wrote since).
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        let hashed = super::hash_all_plain_tokens(self).await?;
+        if hashed > 0 {
+            tracing::info!(hashed, "hashed plain tokens");
+        }
         Ok(())
     }
 

@@ -44,27 +44,47 @@ impl Hinted {
     }
 }
 
-pub const APPLICATION_BY_TOKEN: &str = "SELECT id, token, name, chats_count, created_at, updated_at \
-     FROM chat_applications WHERE token = ?";
-pub const APPLICATION_BY_ID: &str = "SELECT id, token, name, chats_count, created_at, updated_at \
+// Tokens are looked up by their SHA-256 (`domain::token_hash`); `token` holds plain tokens only
+// for rows written by the previous release (see migration 000003 and docs/security.md).
+pub const APPLICATION_BY_TOKEN_HASH: &str = "SELECT id, name, chats_count, created_at, updated_at \
+     FROM chat_applications WHERE token_hash = ?";
+/// A row the previous release wrote during a rollout, not hashed yet.
+pub const APPLICATION_BY_PLAIN_TOKEN: &str = "SELECT id, name, chats_count, created_at, updated_at \
+     FROM chat_applications WHERE token = ? AND token_hash IS NULL";
+/// The token the last rotation replaced, while its grace period lasts.
+pub const APPLICATION_BY_PREVIOUS_TOKEN: &str = "SELECT id, name, chats_count, created_at, updated_at \
+     FROM chat_applications WHERE previous_token_hash = ? AND previous_token_expires_at > ?";
+pub const APPLICATION_BY_ID: &str = "SELECT id, name, chats_count, created_at, updated_at \
      FROM chat_applications WHERE id = ?";
-pub const INSERT_APPLICATION: &str = "INSERT INTO chat_applications (token, name, chats_count, created_at, updated_at) \
+pub const INSERT_APPLICATION: &str = "INSERT INTO chat_applications (token_hash, name, chats_count, created_at, updated_at) \
      VALUES (?, ?, 0, ?, ?)";
 pub const RENAME_APPLICATION: &str =
     "UPDATE chat_applications SET name = ?, updated_at = ? WHERE id = ?";
+/// Replaces the current token (hashed or, on a previous-release row, plain) and nothing else.
+pub const ROTATE_TOKEN: &str = "UPDATE chat_applications SET token_hash = ?, token = NULL, \
+            previous_token_hash = ?, previous_token_expires_at = ?, updated_at = ? \
+     WHERE id = ? AND (token_hash = ? OR (token_hash IS NULL AND token = ?))";
+pub const UNHASHED_TOKENS: &str = "SELECT id, token FROM chat_applications WHERE token_hash IS NULL AND token IS NOT NULL ORDER BY id LIMIT ?";
+pub const SET_TOKEN_HASH: &str =
+    "UPDATE chat_applications SET token_hash = ? WHERE id = ? AND token_hash IS NULL AND token = ?";
+pub const FORGET_PLAIN_TOKENS: &str =
+    "UPDATE chat_applications SET token = NULL WHERE token IS NOT NULL AND token_hash IS NOT NULL";
 
 pub const INSERT_CHAT: &str = "INSERT INTO chats (chat_application_id, number, messages_count, created_at, updated_at) \
      VALUES (?, ?, 0, ?, ?)";
-pub const CHAT_BY_TOKEN: &str = "SELECT c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
+pub const CHAT_BY_TOKEN_HASH: &str = "SELECT c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
-     WHERE a.token = ? AND c.number = ?";
-/// `CHAT_BY_TOKEN` without its `SELECT` keyword and last placeholder, for batched lookups:
-/// `SELECT <k> AS k, ` + this + token + ` AND c.number = ` + number.
-pub const CHAT_BY_TOKEN_PARTS: &str = "c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
+     WHERE a.token_hash = ? AND c.number = ?";
+/// `CHAT_BY_TOKEN_HASH` without its `SELECT` keyword and last placeholder, for batched lookups:
+/// `SELECT <k> AS k, ` + this + token hash + ` AND c.number = ` + number.
+pub const CHAT_BY_TOKEN_HASH_PARTS: &str = "c.id, c.chat_application_id AS application_id, c.number, c.messages_count, \
             c.created_at, c.updated_at \
      FROM chats c JOIN chat_applications a ON a.id = c.chat_application_id \
-     WHERE a.token = ";
+     WHERE a.token_hash = ";
+pub const CHAT_OF_APPLICATION: &str = "SELECT id, chat_application_id AS application_id, number, messages_count, \
+            created_at, updated_at \
+     FROM chats WHERE chat_application_id = ? AND number = ?";
 hinted!(
     CHATS_AFTER,
     "SELECT id, chat_application_id AS application_id, number, messages_count, created_at, updated_at",

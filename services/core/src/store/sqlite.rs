@@ -35,8 +35,22 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Applies pending migrations, then hashes plain tokens (SQL cannot, in SQLite; in MySQL it
+    /// catches rows previous-release replicas wrote since).
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await?;
+        let hashed = super::hash_all_plain_tokens(self).await?;
+        if hashed > 0 {
+            tracing::info!(hashed, "hashed plain tokens");
+        }
+        // One process owns an SQLite file, so no previous release still reads plain tokens.
+        let forgotten = crate::store::Store::forget_plain_tokens(self).await?;
+        if forgotten > 0 {
+            tracing::info!(
+                forgotten,
+                "cleared plain tokens; only their hashes are stored"
+            );
+        }
         Ok(())
     }
 

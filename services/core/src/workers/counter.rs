@@ -111,8 +111,22 @@ impl Counter {
                             dirty.chats.insert(m.chat_id);
                             dirty.happened.push(m.created_at);
                         }
-                        // An edit changes no count.
-                        Event::MessageUpdated(_) => {}
+                        // The delete already adjusted the count in its transaction; a
+                        // recount settles it like any other change.
+                        Event::MessageDeleted(m) => {
+                            dirty.chats.insert(m.chat_id);
+                            dirty.happened.push(m.deleted_at);
+                        }
+                        Event::ChatDeleted {
+                            application_id,
+                            deleted_at,
+                            ..
+                        } => {
+                            dirty.applications.insert(application_id);
+                            dirty.happened.push(deleted_at);
+                        }
+                        // An edit changes no count, and a deleted application has none to show.
+                        Event::MessageUpdated(_) | Event::ApplicationDeleted { .. } => {}
                     }
                     dirty.acks.push(delivery.id);
                 }

@@ -135,7 +135,12 @@ impl Indexer {
                         changed_at.push(m.updated_at);
                         documents.push(doc);
                     }
-                    Event::ChatCreated { .. } => done.push(delivery.id.clone()),
+                    // Purging a deleted chat or application removes its documents (the counter
+                    // role's purge), not the indexer.
+                    Event::ChatCreated { .. }
+                    | Event::MessageDeleted(_)
+                    | Event::ChatDeleted { .. }
+                    | Event::ApplicationDeleted { .. } => done.push(delivery.id.clone()),
                 },
                 Err(error) => failed.push((i, error)),
             }
