@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::feed::{
-    Append, End, EntryId, Feed, Hub, Item, LocalFeed, RedisFeed, Retention, StreamSettings,
-    SubscribeError, Subscription,
+    APPLICATION_DELETED, Append, CHAT_DELETED, End, EntryId, Feed, Hub, Item, LocalFeed, RedisFeed,
+    Retention, StreamSettings, SubscribeError, Subscription, application_log,
 };
 use chat_core::testkit;
 
@@ -175,10 +175,10 @@ async fn hub_resumes_without_gap_or_repeat(feed: Arc<dyn Feed>) {
     let hub = hub(feed.clone(), 1000, 10);
     let ids = append(&feed, 10, 1..6).await;
     // Live only: nothing old.
-    let mut live = hub.subscribe(1, 10, None).await.unwrap();
+    let mut live = hub.subscribe(1, 10, 1, None).await.unwrap();
     // From the start, and after the second.
-    let mut all = hub.subscribe(1, 10, Some(EntryId::ZERO)).await.unwrap();
-    let mut later = hub.subscribe(1, 10, Some(ids[1])).await.unwrap();
+    let mut all = hub.subscribe(1, 10, 1, Some(EntryId::ZERO)).await.unwrap();
+    let mut later = hub.subscribe(1, 10, 1, Some(ids[1])).await.unwrap();
     append(&feed, 10, 6..9).await;
     assert_eq!(numbers(&mut all, 8).await, (1..9).collect::<Vec<_>>());
     assert_eq!(numbers(&mut later, 6).await, (3..9).collect::<Vec<_>>());
@@ -197,11 +197,11 @@ async fn hub_resumes_without_gap_or_repeat(feed: Arc<dyn Feed>) {
             append(&writer, 10, n..n + 1).await;
         }
     });
-    let mut first = hub.subscribe(1, 10, Some(EntryId::ZERO)).await.unwrap();
+    let mut first = hub.subscribe(1, 10, 1, Some(EntryId::ZERO)).await.unwrap();
     let mut seen = numbers(&mut first, 50).await;
     let last = feed.range(10, EntryId::ZERO, 10_000).await.unwrap()[seen.len() - 1].id;
     drop(first);
-    let mut resumed = hub.subscribe(1, 10, Some(last)).await.unwrap();
+    let mut resumed = hub.subscribe(1, 10, 1, Some(last)).await.unwrap();
     appending.await.unwrap();
     seen.extend(numbers(&mut resumed, 208 - 50).await);
     assert_eq!(seen, (1..209).collect::<Vec<_>>());
@@ -214,7 +214,7 @@ async fn hub_resets_a_client_older_than_retained(feed: Arc<dyn Feed>) {
         append(&feed, 20, 1 + chunk * 100..1 + (chunk + 1) * 100).await;
     }
     let head = feed.head(20).await.unwrap().unwrap();
-    let mut old = hub.subscribe(1, 20, Some(first)).await.unwrap();
+    let mut old = hub.subscribe(1, 20, 1, Some(first)).await.unwrap();
     assert_eq!(next(&mut old).await, Item::Reset(head));
     append(&feed, 20, 5000..5001).await;
     assert_eq!(numbers(&mut old, 1).await, [5000]);
@@ -224,25 +224,25 @@ async fn hub_resets_a_client_older_than_retained(feed: Arc<dyn Feed>) {
         ms: u64::MAX / 2,
         seq: 0,
     };
-    let mut lost = hub.subscribe(1, 21, Some(future)).await.unwrap();
+    let mut lost = hub.subscribe(1, 21, 1, Some(future)).await.unwrap();
     assert_eq!(next(&mut lost).await, Item::Reset(EntryId::ZERO));
     // The newest id itself is no reset: nothing was missed.
     let head = feed.head(20).await.unwrap().unwrap();
-    let mut current = hub.subscribe(1, 20, Some(head)).await.unwrap();
+    let mut current = hub.subscribe(1, 20, 1, Some(head)).await.unwrap();
     append(&feed, 20, 6000..6001).await;
     assert_eq!(numbers(&mut current, 1).await, [6000]);
 }
 
 async fn hub_ends_slow_subscribers_and_caps_per_token(feed: Arc<dyn Feed>) {
     let hub = hub(feed.clone(), 4, 2);
-    let mut slow = hub.subscribe(1, 30, None).await.unwrap();
-    let _second = hub.subscribe(1, 31, None).await.unwrap();
+    let mut slow = hub.subscribe(1, 30, 1, None).await.unwrap();
+    let _second = hub.subscribe(1, 31, 1, None).await.unwrap();
     assert!(matches!(
-        hub.subscribe(1, 30, None).await,
+        hub.subscribe(1, 30, 1, None).await,
         Err(SubscribeError::TooMany { limit: 2 })
     ));
     // Another token has its own allowance.
-    let _other = hub.subscribe(2, 30, None).await.unwrap();
+    let _other = hub.subscribe(2, 30, 1, None).await.unwrap();
     for n in 0..20 {
         append(&feed, 30, n..n + 1).await;
     }
@@ -264,7 +264,53 @@ async fn hub_ends_slow_subscribers_and_caps_per_token(feed: Arc<dyn Feed>) {
     assert!(slow.next().await.is_none());
     drop(slow);
     // Its slot is free again.
-    let _third = hub.subscribe(1, 30, None).await.unwrap();
+    let _third = hub.subscribe(1, 30, 1, None).await.unwrap();
+}
+
+fn deletion(log: i64, kind: &str) -> Append {
+    Append {
+        chat_id: log,
+        kind: kind.into(),
+        key: kind.into(),
+        data: "{\"number\":4,\"deleted_at\":\"2026-12-01T00:00:00Z\"}".into(),
+    }
+}
+
+async fn deletions_end_streams_with_a_final_chat_deleted(feed: Arc<dyn Feed>) {
+    let hub = hub(feed.clone(), 100, 10);
+    let mut chat = hub.subscribe(5, 40, 4, None).await.unwrap();
+    let mut sibling = hub.subscribe(5, 41, 7, None).await.unwrap();
+    let mut elsewhere = hub.subscribe(6, 42, 1, None).await.unwrap();
+    feed.append(&[deletion(40, CHAT_DELETED)]).await.unwrap();
+    match next(&mut chat).await {
+        Item::Event(e) => assert_eq!(e.kind, CHAT_DELETED),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(next(&mut chat).await, Item::End(End::Deleted));
+    assert!(chat.next().await.is_none());
+
+    feed.append(&[deletion(application_log(5), APPLICATION_DELETED)])
+        .await
+        .unwrap();
+    match next(&mut sibling).await {
+        Item::Event(e) => {
+            assert_eq!(e.kind, CHAT_DELETED);
+            let data: serde_json::Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!(data["number"], 7, "named by its own chat's number");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(next(&mut sibling).await, Item::End(End::Deleted));
+    // Another application's stream goes on.
+    append(&feed, 42, 1..2).await;
+    assert_eq!(numbers(&mut elsewhere, 1).await, [1]);
+    // Subscribing after the deletion ends at once.
+    let mut late = hub.subscribe(5, 43, 9, None).await.unwrap();
+    match next(&mut late).await {
+        Item::Event(e) => assert_eq!(e.kind, CHAT_DELETED),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(next(&mut late).await, Item::End(End::Deleted));
 }
 
 macro_rules! conformance {
@@ -291,4 +337,5 @@ conformance!(
     hub_resumes_without_gap_or_repeat,
     hub_resets_a_client_older_than_retained,
     hub_ends_slow_subscribers_and_caps_per_token,
+    deletions_end_streams_with_a_final_chat_deleted,
 );

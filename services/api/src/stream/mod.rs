@@ -61,6 +61,7 @@ pub struct Target {
     streams: crate::state::Streams,
     application_id: i64,
     chat_id: i64,
+    chat_number: i64,
 }
 
 /// Looks the chat up (404).
@@ -71,6 +72,7 @@ pub async fn target(state: &AppState, address: &Address) -> Result<Target, ApiEr
         streams,
         application_id: chat.application_id,
         chat_id: chat.id,
+        chat_number: chat.number,
     })
 }
 
@@ -79,7 +81,12 @@ pub async fn open(target: Target, resume: Resume) -> Result<(Subscription, Durat
     let subscription = target
         .streams
         .hub
-        .subscribe(target.application_id, target.chat_id, resume.0)
+        .subscribe(
+            target.application_id,
+            target.chat_id,
+            target.chat_number,
+            resume.0,
+        )
         .await
         .map_err(|err| match err {
             SubscribeError::TooMany { limit } => ApiError::TooManyStreams { limit },

@@ -20,7 +20,7 @@ use std::time::Duration;
 use prometheus::{Histogram, IntCounterVec, IntGauge};
 use tokio::sync::mpsc;
 
-use super::{Entry, EntryId, Feed};
+use super::{Entry, EntryId, Feed, application_log};
 use crate::error::Error;
 
 /// Longest wait of one follow round; an interrupt ends it sooner.
@@ -29,6 +29,9 @@ const BLOCK: Duration = Duration::from_secs(5);
 const PAGE: usize = 256;
 /// The event type that ends a chat's streams.
 pub const CHAT_DELETED: &str = "chat.deleted";
+/// The event type, in an application's log, that ends the streams of all its chats (each with
+/// a final `chat.deleted`).
+pub const APPLICATION_DELETED: &str = "application.deleted";
 
 pub static SUBSCRIBERS: LazyLock<IntGauge> = LazyLock::new(|| {
     let g = IntGauge::new(
@@ -182,26 +185,35 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Open streams in this process (for tests and metrics).
+    /// Open streams in this process (for tests and metrics). Each is also registered under its
+    /// application's log: counted once, under its chat.
     pub fn subscribers(&self) -> usize {
-        self.lock().chats.values().map(|f| f.subs.len()).sum()
+        self.lock()
+            .chats
+            .iter()
+            .filter(|(log, _)| **log > 0)
+            .map(|(_, f)| f.subs.len())
+            .sum()
     }
 
     /// Entries waiting in subscribers' buffers, summed (what a slow client can hold here).
     pub fn buffered(&self) -> usize {
         self.lock()
             .chats
-            .values()
-            .flat_map(|f| f.subs.values())
+            .iter()
+            .filter(|(log, _)| **log > 0)
+            .flat_map(|(_, f)| f.subs.values())
             .map(|s| s.tx.max_capacity() - s.tx.capacity())
             .sum()
     }
 
-    /// Subscribes to a chat's events after `after` (`None`: only events from now on).
+    /// Subscribes to a chat's events after `after` (`None`: only events from now on). The
+    /// chat's number names it in the final `chat.deleted` when its application is deleted.
     pub async fn subscribe(
         self: &Arc<Self>,
         application_id: i64,
         chat_id: i64,
+        chat_number: i64,
         after: Option<EntryId>,
     ) -> Result<Subscription, SubscribeError> {
         {
@@ -220,6 +232,7 @@ impl Hub {
             id: 0,
             application_id,
             chat_id,
+            chat_number,
             rx: None,
             end: Arc::new(OnceLock::new()),
             last: EntryId::ZERO,
@@ -228,8 +241,15 @@ impl Hub {
             ended: false,
         };
         self.start_reader();
-        let head = match self.feed.head(chat_id).await {
-            Ok(head) => head.unwrap_or(EntryId::ZERO),
+        let app_log = application_log(application_id);
+        let heads = async {
+            Ok::<_, Error>((
+                self.feed.head(chat_id).await?,
+                self.feed.head(app_log).await?,
+            ))
+        };
+        let (head, app_head) = match heads.await {
+            Ok((head, app_head)) => (head.unwrap_or(EntryId::ZERO), app_head),
             Err(err) => {
                 // Never opened: not a disconnect.
                 subscription.ended = true;
@@ -242,25 +262,39 @@ impl Hub {
             inner.next_id += 1;
             subscription.id = inner.next_id;
             let mut added = false;
-            let followed = inner.chats.entry(chat_id).or_insert_with(|| {
-                added = true;
-                Followed {
-                    cursor: head,
-                    subs: HashMap::new(),
-                }
-            });
-            followed.subs.insert(
-                subscription.id,
-                Sub {
-                    tx,
-                    end: subscription.end.clone(),
-                },
-            );
+            for (log, cursor) in [
+                (chat_id, head),
+                (app_log, app_head.unwrap_or(EntryId::ZERO)),
+            ] {
+                let followed = inner.chats.entry(log).or_insert_with(|| {
+                    added = true;
+                    Followed {
+                        cursor,
+                        subs: HashMap::new(),
+                    }
+                });
+                followed.subs.insert(
+                    subscription.id,
+                    Sub {
+                        tx: tx.clone(),
+                        end: subscription.end.clone(),
+                    },
+                );
+            }
             added
         };
         SUBSCRIBERS.inc();
         subscription.rx = Some(rx);
         subscription.last = head;
+        if let Some(deleted) = app_head {
+            // Deleted between the token's lookup and now.
+            subscription.pending.push_back(Item::Event(Arc::new(Entry {
+                id: deleted,
+                prev: EntryId::ZERO,
+                kind: APPLICATION_DELETED.into(),
+                data: "{}".into(),
+            })));
+        }
         match after {
             None => {}
             Some(after) if after > head => subscription.pending.push_back(Item::Reset(head)),
@@ -292,6 +326,7 @@ impl Hub {
 
     fn fan_out(&self, found: Vec<(i64, Vec<Entry>)>) {
         let mut inner = self.lock();
+        let mut slow = Vec::new();
         for (chat, entries) in found {
             let Some(followed) = inner.chats.get_mut(&chat) else {
                 continue;
@@ -304,24 +339,33 @@ impl Hub {
                 let entry = Arc::new(entry);
                 followed
                     .subs
-                    .retain(|_, sub| match sub.tx.try_send(entry.clone()) {
+                    .retain(|id, sub| match sub.tx.try_send(entry.clone()) {
                         Ok(()) => true,
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             let _ = sub.end.set(End::Slow);
+                            slow.push(*id);
                             false
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => false,
                     });
             }
         }
+        if !slow.is_empty() {
+            // Its sender under the application's log too, so its channel closes.
+            for followed in inner.chats.values_mut() {
+                followed.subs.retain(|id, _| !slow.contains(id));
+            }
+        }
     }
 
     fn unsubscribe(&self, application_id: i64, chat_id: i64, id: u64) {
         let mut inner = self.lock();
-        if let Some(followed) = inner.chats.get_mut(&chat_id) {
-            followed.subs.remove(&id);
-            if followed.subs.is_empty() {
-                inner.chats.remove(&chat_id);
+        for log in [chat_id, application_log(application_id)] {
+            if let Some(followed) = inner.chats.get_mut(&log) {
+                followed.subs.remove(&id);
+                if followed.subs.is_empty() {
+                    inner.chats.remove(&log);
+                }
             }
         }
         if let Some(open) = inner.per_app.get_mut(&application_id) {
@@ -373,6 +417,7 @@ pub struct Subscription {
     id: u64,
     application_id: i64,
     chat_id: i64,
+    chat_number: i64,
     rx: Option<mpsc::Receiver<Arc<Entry>>>,
     end: Arc<OnceLock<End>>,
     /// The last entry delivered (or skipped past by a reset).
@@ -403,6 +448,10 @@ impl Subscription {
                 Phase::Live => {
                     let rx = self.rx.as_mut()?;
                     match rx.recv().await {
+                        // From the application's log: its ids are not comparable to the chat's.
+                        Some(entry) if entry.kind == APPLICATION_DELETED => {
+                            return Some(self.hand_over(Item::Event(entry)));
+                        }
                         Some(entry) if entry.id <= self.last => {}
                         Some(entry) => {
                             self.last = entry.id;
@@ -449,6 +498,24 @@ impl Subscription {
     }
 
     fn hand_over(&mut self, item: Item) -> Item {
+        let item = match item {
+            // The application's deletion ends this chat's stream as the chat's own would.
+            Item::Event(entry) if entry.kind == APPLICATION_DELETED => {
+                let deleted_at = serde_json::from_str::<serde_json::Value>(&entry.data)
+                    .ok()
+                    .and_then(|v| v.get("deleted_at").cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                Item::Event(Arc::new(Entry {
+                    id: entry.id,
+                    prev: EntryId::ZERO,
+                    kind: CHAT_DELETED.into(),
+                    data:
+                        serde_json::json!({ "number": self.chat_number, "deleted_at": deleted_at })
+                            .to_string(),
+                }))
+            }
+            item => item,
+        };
         match &item {
             Item::Event(entry) => {
                 let now = chrono::Utc::now().timestamp_millis().max(0) as u64;

@@ -15,7 +15,9 @@ mod local;
 mod redis;
 mod tee;
 
-pub use self::hub::{End, Hub, Item, StreamSettings, SubscribeError, Subscription};
+pub use self::hub::{
+    APPLICATION_DELETED, CHAT_DELETED, End, Hub, Item, StreamSettings, SubscribeError, Subscription,
+};
 pub use self::local::LocalFeed;
 pub use self::redis::RedisFeed;
 pub use self::tee::Tee;
@@ -147,10 +149,42 @@ pub fn appends(payloads: &[String]) -> Vec<Append> {
         .collect()
 }
 
+/// The log of an application's own events (its deletion), beside its chats' logs: chat ids are
+/// positive, so the negated application id cannot collide with one.
+pub fn application_log(application_id: i64) -> i64 {
+    -application_id
+}
+
 fn append_of(event: &Event) -> Option<Append> {
     match event {
         Event::MessageCreated(m) => Some(message_append("message.created", "c", m)),
         Event::MessageUpdated(m) => Some(message_append("message.updated", "u", m)),
+        Event::MessageDeleted(d) => Some(Append {
+            chat_id: d.chat_id,
+            kind: "message.deleted".into(),
+            key: format!("d:{}", d.number),
+            data: json!({ "number": d.number, "deleted_at": d.deleted_at }).to_string(),
+        }),
+        Event::ChatDeleted {
+            chat_id,
+            number,
+            deleted_at,
+            ..
+        } => Some(Append {
+            chat_id: *chat_id,
+            kind: CHAT_DELETED.into(),
+            key: CHAT_DELETED.into(),
+            data: json!({ "number": number, "deleted_at": deleted_at }).to_string(),
+        }),
+        Event::ApplicationDeleted {
+            application_id,
+            deleted_at,
+        } => Some(Append {
+            chat_id: application_log(*application_id),
+            kind: APPLICATION_DELETED.into(),
+            key: APPLICATION_DELETED.into(),
+            data: json!({ "deleted_at": deleted_at }).to_string(),
+        }),
         Event::ChatCreated { .. } => None,
     }
 }
@@ -232,5 +266,47 @@ mod tests {
         assert_eq!(data["body"], "hi");
         assert!(data.get("chat_id").is_none() && data.get("application_id").is_none());
         assert!(!got[0].data.contains("77"));
+    }
+
+    #[test]
+    fn deletions_map_to_their_logs() {
+        let at = crate::domain::now();
+        let message = crate::domain::Message {
+            id: 77,
+            chat_id: 5,
+            number: 3,
+            body: "hi".into(),
+            version: 2,
+            created_at: at,
+            updated_at: at,
+        };
+        let chat = crate::domain::Chat {
+            id: 5,
+            application_id: 9,
+            number: 1,
+            messages_count: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        let got = appends(&[
+            Envelope::message_deleted(9, &message, at).to_json(),
+            Envelope::chat_deleted(&chat, at).to_json(),
+            Envelope::application_deleted(9, at).to_json(),
+        ]);
+        let logs: Vec<(i64, &str)> = got.iter().map(|a| (a.chat_id, a.kind.as_str())).collect();
+        assert_eq!(
+            logs,
+            [
+                (5, "message.deleted"),
+                (5, CHAT_DELETED),
+                (application_log(9), APPLICATION_DELETED)
+            ]
+        );
+        let deleted: serde_json::Value = serde_json::from_str(&got[0].data).unwrap();
+        assert_eq!(deleted["number"], 3);
+        assert!(deleted["deleted_at"].is_string());
+        assert_eq!(deleted.as_object().unwrap().len(), 2);
+        let chat: serde_json::Value = serde_json::from_str(&got[1].data).unwrap();
+        assert_eq!(chat["number"], 1);
     }
 }
