@@ -313,6 +313,82 @@ async fn deletions_end_streams_with_a_final_chat_deleted(feed: Arc<dyn Feed>) {
     assert_eq!(next(&mut late).await, Item::End(End::Deleted));
 }
 
+/// A log lost (Redis restarted empty, or a process restart in embedded mode) and written anew
+/// from the retained outbox: a client holding an id from the old one is reset, not served the
+/// same events again under new ids.
+async fn a_log_written_anew_resets_ids_from_the_old_one(
+    old: Arc<dyn Feed>,
+    lose: impl AsyncFnOnce() -> Arc<dyn Feed>,
+) {
+    let ids = append(&old, 60, 1..4).await;
+    let reborn = lose().await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    append(&reborn, 60, 1..5).await;
+    let head = reborn.head(60).await.unwrap().unwrap();
+    let hub = hub(reborn.clone(), 100, 10);
+    let mut resumed = hub.subscribe(1, 60, 1, Some(ids[2])).await.unwrap();
+    assert_eq!(next(&mut resumed).await, Item::Reset(head));
+    // From the start of the new log is no reset.
+    let mut fresh = hub.subscribe(1, 60, 1, Some(EntryId::ZERO)).await.unwrap();
+    assert_eq!(numbers(&mut fresh, 4).await, [1, 2, 3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_anew_resets_ids_from_the_old_one_local() {
+    a_log_written_anew_resets_ids_from_the_old_one(local(1000), async || local(1000)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_written_anew_resets_ids_from_the_old_one_redis() {
+    async fn connect(prefix: &str) -> Arc<dyn Feed> {
+        Arc::new(
+            RedisFeed::connect(
+                &testkit::redis_url(),
+                prefix,
+                Duration::from_secs(2),
+                retention(1000),
+            )
+            .await
+            .unwrap(),
+        )
+    }
+    let prefix = testkit::redis_prefix();
+    let old = connect(&prefix).await;
+    let again = prefix.clone();
+    a_log_written_anew_resets_ids_from_the_old_one(old, async move || {
+        testkit::wipe_redis_prefix(&testkit::redis_url(), &again)
+            .await
+            .unwrap();
+        connect(&again).await
+    })
+    .await;
+}
+
+/// A live subscriber across a Redis loss: the events written anew are not delivered twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_subscriber_sees_no_event_twice_when_the_log_is_written_anew() {
+    let prefix = testkit::redis_prefix();
+    let feed: Arc<dyn Feed> = Arc::new(
+        RedisFeed::connect(
+            &testkit::redis_url(),
+            &prefix,
+            Duration::from_secs(2),
+            retention(1000),
+        )
+        .await
+        .unwrap(),
+    );
+    let hub = hub(feed.clone(), 100, 10);
+    let mut live = hub.subscribe(1, 61, 1, None).await.unwrap();
+    append(&feed, 61, 1..3).await;
+    assert_eq!(numbers(&mut live, 2).await, [1, 2]);
+    testkit::wipe_redis_prefix(&testkit::redis_url(), &prefix)
+        .await
+        .unwrap();
+    append(&feed, 61, 1..4).await;
+    assert_eq!(numbers(&mut live, 1).await, [3]);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         $(

@@ -239,6 +239,7 @@ impl Hub {
             phase: Phase::Live,
             pending: VecDeque::new(),
             ended: false,
+            delivered: RecentKeys::default(),
         };
         self.start_reader();
         let app_log = application_log(application_id);
@@ -291,6 +292,8 @@ impl Hub {
             subscription.pending.push_back(Item::Event(Arc::new(Entry {
                 id: deleted,
                 prev: EntryId::ZERO,
+                origin: deleted,
+                key: APPLICATION_DELETED.into(),
                 kind: APPLICATION_DELETED.into(),
                 data: "{}".into(),
             })));
@@ -425,6 +428,43 @@ pub struct Subscription {
     phase: Phase,
     pending: VecDeque<Item>,
     ended: bool,
+    /// Keys of recently delivered events: a log lost with Redis is written anew from the
+    /// retained outbox, under new ids, and a live subscriber must not see those events twice
+    /// (a resuming one gets a reset: see `backlog`).
+    delivered: RecentKeys,
+}
+
+/// The last [`RECENT_KEYS`] keys delivered, as hashes (a few bytes each per subscriber).
+#[derive(Default)]
+struct RecentKeys {
+    set: std::collections::HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+const RECENT_KEYS: usize = 1024;
+
+impl RecentKeys {
+    fn hash(key: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.set.contains(&Self::hash(key))
+    }
+
+    fn insert(&mut self, key: &str) {
+        let hash = Self::hash(key);
+        if !self.set.insert(hash) {
+            return;
+        }
+        self.order.push_back(hash);
+        if self.order.len() > RECENT_KEYS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+    }
 }
 
 impl Subscription {
@@ -455,7 +495,9 @@ impl Subscription {
                         Some(entry) if entry.id <= self.last => {}
                         Some(entry) => {
                             self.last = entry.id;
-                            return Some(self.hand_over(Item::Event(entry)));
+                            if !self.delivered.contains(&entry.key) {
+                                return Some(self.hand_over(Item::Event(entry)));
+                            }
                         }
                         None => {
                             let end = self.end.get().copied().unwrap_or(End::Unavailable);
@@ -477,7 +519,11 @@ impl Subscription {
         let head = feed.head(self.chat_id).await?.unwrap_or(EntryId::ZERO);
         let page = feed.range(self.chat_id, self.last, PAGE).await?;
         let gap = match page.first() {
-            Some(first) => first.prev > self.last,
+            // Entries between were trimmed, or `last` is from an older incarnation of the log
+            // (whose events the new one may hold again under new ids).
+            Some(first) => {
+                first.prev > self.last || (self.last != EntryId::ZERO && first.origin > self.last)
+            }
             None => head > self.last,
         };
         if gap {
@@ -508,6 +554,8 @@ impl Subscription {
                 Item::Event(Arc::new(Entry {
                     id: entry.id,
                     prev: EntryId::ZERO,
+                    origin: entry.origin,
+                    key: CHAT_DELETED.into(),
                     kind: CHAT_DELETED.into(),
                     data:
                         serde_json::json!({ "number": self.chat_number, "deleted_at": deleted_at })
@@ -518,6 +566,7 @@ impl Subscription {
         };
         match &item {
             Item::Event(entry) => {
+                self.delivered.insert(&entry.key);
                 let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
                 DELIVERY_SECONDS.observe(now.saturating_sub(entry.id.ms) as f64 / 1000.0);
                 if entry.kind == CHAT_DELETED {

@@ -31,6 +31,7 @@ struct State {
 struct Log {
     entries: VecDeque<Entry>,
     head: EntryId,
+    origin: EntryId,
     /// Keys of the retained window, with the id they were appended under.
     keys: HashMap<String, EntryId>,
     touched: Instant,
@@ -117,6 +118,7 @@ impl Feed for LocalFeed {
                 let log = state.logs.entry(item.chat_id).or_insert_with(|| Log {
                     entries: VecDeque::new(),
                     head: EntryId::ZERO,
+                    origin: EntryId::ZERO,
                     keys: HashMap::new(),
                     touched: Instant::now(),
                 });
@@ -125,9 +127,14 @@ impl Feed for LocalFeed {
                     ids.push(None);
                     continue;
                 }
+                if log.head == EntryId::ZERO {
+                    log.origin = id;
+                }
                 log.entries.push_back(Entry {
                     id,
                     prev: log.head,
+                    origin: log.origin,
+                    key: item.key.clone(),
                     kind: item.kind.clone(),
                     data: item.data.clone(),
                 });

@@ -97,6 +97,11 @@ pub struct Entry {
     pub id: EntryId,
     /// The entry before it in the same log when it was appended (`ZERO` for the first).
     pub prev: EntryId,
+    /// The first entry of this log's incarnation: a log lost (Redis restarted empty) or expired
+    /// and written anew has a later origin than any id a client got from the old one.
+    pub origin: EntryId,
+    /// The event's key (see [`Append::key`]).
+    pub key: String,
     pub kind: String,
     pub data: String,
 }

@@ -1,7 +1,7 @@
 //! Redis feed: one stream per chat, so every api replica can follow any chat.
 //!
 //! Keys (under the configured prefix): `chat:feed:<chat id>` (the log; fields `t` type, `p` the
-//! previous entry's id, `d` the public JSON), `chat:feed:<chat id>:keys` (a sorted set of the
+//! previous entry's id, `o` the log's origin, `k` the event key, `d` the public JSON), `chat:feed:<chat id>:keys` (a sorted set of the
 //! event keys appended, scored by time, for the duplicate check), and one
 //! `chat:feed:wake:<random>` per process, which [`Feed::interrupt`] writes to so the blocking
 //! multi-key read returns and starts again with new keys. Both per-chat keys expire after twice
@@ -35,10 +35,23 @@ for i = 1, #KEYS / 2 do
   if redis.call('ZSCORE', keys, key) then
     out[i] = false
   else
-    local prev = '0-0'
+    local prev, origin = '0-0', nil
     local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-    if last[1] then prev = last[1][1] end
-    local id = redis.call('XADD', log, 'MAXLEN', '~', max_len, '*', 't', kind, 'p', prev, 'd', data)
+    if last[1] then
+      prev = last[1][1]
+      local fields = last[1][2]
+      for j = 1, #fields, 2 do
+        if fields[j] == 'o' then origin = fields[j + 1] end
+      end
+    end
+    -- No last entry: the key does not exist (the newest entry is never trimmed), so this one
+    -- starts an incarnation and is its own origin; any id is valid, the clock's is chosen.
+    local next_id = '*'
+    if not origin then
+      next_id = now .. '-0'
+      origin = next_id
+    end
+    local id = redis.call('XADD', log, 'MAXLEN', '~', max_len, next_id, 't', kind, 'p', prev, 'o', origin, 'k', key, 'd', data)
     redis.call('XTRIM', log, 'MINID', '~', cutoff)
     redis.call('ZADD', keys, now, key)
     redis.call('ZREMRANGEBYSCORE', keys, '-inf', '(' .. (cutoff - age))
@@ -107,6 +120,8 @@ fn entry(raw: &StreamId) -> Option<Entry> {
     Some(Entry {
         id: raw.id.parse().ok()?,
         prev: raw.get::<String>("p")?.parse().ok()?,
+        origin: raw.get::<String>("o")?.parse().ok()?,
+        key: raw.get("k")?,
         kind: raw.get("t")?,
         data: raw.get("d")?,
     })
