@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: run test lint fmt build release bench services kind-up e2e kind-down help
+.PHONY: run test fuzz lint fmt build release bench services kind-up e2e kind-down help
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: ## The whole suite: starts (or installs) MariaDB and Redis if needed, then
 	  CHAT_TEST_MYSQL_URL=$$CHAT_TEST_MYSQL CHAT_TEST_REDIS_URL=$$CHAT_TEST_REDIS \
 	  $(CARGO) test --workspace --locked
 	@if [ -x operator/test.sh ]; then operator/test.sh; fi
+
+fuzz: ## Generated bad input: schemathesis (>= 5000 requests, stateful) against `chat-system serve`
+	scripts/schemathesis.sh
 
 lint: ## What CI checks besides the tests: formatting and clippy with warnings as errors
 	$(CARGO) fmt --all --check

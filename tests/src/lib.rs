@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chat_core::config::Settings;
+use chat_core::search::SearchIndex;
 use chat_core::testkit::{self, TestDatabase};
 use chat_core::wiring::{self, Schema};
 use chat_search::Access;
@@ -85,6 +86,16 @@ impl TestApp {
 
     /// Starts an instance after `adjust` has changed its settings.
     pub async fn start_with(mode: Mode, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::start_with_search(mode, adjust, |search| search).await
+    }
+
+    /// Like [`TestApp::start_with`], with the search index `wrap` makes of the one the settings
+    /// open (a fault-injection test's switch, for instance).
+    pub async fn start_with_search(
+        mode: Mode,
+        adjust: impl FnOnce(&mut Settings),
+        wrap: impl FnOnce(Arc<dyn SearchIndex>) -> Arc<dyn SearchIndex>,
+    ) -> TestApp {
         let dir = std::env::temp_dir().join(testkit::unique_name("chat_http"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut settings = base_settings(&dir);
@@ -109,17 +120,28 @@ impl TestApp {
             redis_prefix,
             dir,
         });
-        Self::spawn(mode, settings, data).await
+        Self::spawn(mode, settings, data, wrap).await
     }
 
     /// Another API instance on the same database and Redis prefix: a second replica.
     pub async fn replica(&self) -> TestApp {
-        Self::spawn(self.mode, self.settings.clone(), self._data.clone()).await
+        Self::spawn(
+            self.mode,
+            self.settings.clone(),
+            self._data.clone(),
+            |search| search,
+        )
+        .await
     }
 
     /// The first instance runs every role in-process (as `serve` does: relay, indexer, counter,
     /// writing the embedded index); replicas run the API and a relay and read the index.
-    async fn spawn(mode: Mode, settings: Settings, data: Arc<Data>) -> TestApp {
+    async fn spawn(
+        mode: Mode,
+        settings: Settings,
+        data: Arc<Data>,
+        wrap: impl FnOnce(Arc<dyn SearchIndex>) -> Arc<dyn SearchIndex>,
+    ) -> TestApp {
         let first = Arc::strong_count(&data) == 1;
         let access = if first {
             Access::Writer
@@ -129,7 +151,7 @@ impl TestApp {
         let search = chat_search::open(&settings, access)
             .await
             .expect("open search index");
-        let backend = wiring::open(&settings, Schema::Check, search)
+        let backend = wiring::open(&settings, Schema::Check, wrap(search))
             .await
             .expect("open backend");
         let (stop_tx, stop) = tokio::sync::watch::channel(false);

@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod links;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -54,9 +55,7 @@ fn documented() -> OpenApiRouter<AppState> {
 async fn openapi_json() -> impl IntoResponse {
     static DOC: OnceLock<String> = OnceLock::new();
     let doc = DOC.get_or_init(|| {
-        openapi()
-            .to_pretty_json()
-            .expect("OpenAPI document serialises")
+        serde_json::to_string_pretty(&openapi_document()).expect("OpenAPI document serialises")
     });
     ([(header::CONTENT_TYPE, "application/json")], doc.as_str())
 }
@@ -65,6 +64,14 @@ async fn openapi_json() -> impl IntoResponse {
 /// server runs, so a route cannot be served undocumented.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented().split_for_parts().1
+}
+
+/// The document as served: [`openapi`] plus the links from each create to what it created.
+pub fn openapi_document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(openapi()).expect("OpenAPI document serialises");
+    views::optional_bodies_are_not_null(&mut doc);
+    links::add(&mut doc);
+    doc
 }
 
 /// The public API (port `CHAT_LISTEN`).

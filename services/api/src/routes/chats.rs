@@ -7,7 +7,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Address, JsonObject, Paging};
 use crate::state::AppState;
-use crate::views::{ChatView, PageView};
+use crate::views::{ChatInput, ChatView, PageView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -19,7 +19,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(
     post, path = "/chat_applications/{token}/chats", tag = "chats",
     params(("token" = String, Path, description = "The application's token")),
-    request_body(content = Option<serde_json::Value>, content_type = "application/json", description = "None, or `{}`"),
+    request_body(content = Option<ChatInput>, content_type = "application/json", description = "None, or `{}`"),
     responses(
         (status = 201, body = ChatView),
         (status = 400, body = Problem, content_type = "application/problem+json"),

@@ -24,7 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     params(
         ("token" = String, Path, description = "The application's token"),
         ("chat_number" = i64, Path, description = "The chat's number", minimum = 1),
-        ("q" = String, Query, description = "Words to find (1 to 256 characters, not blank)"),
+        ("q" = String, Query, description = "Words to find (1 to 256 characters, not blank)", min_length = 1, max_length = 256, pattern = "[^\\u0009-\\u000d \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"),
         ("limit" = Option<u32>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
         ("cursor" = Option<String>, Query, description = "The `next` value of the previous page"),
     ),
