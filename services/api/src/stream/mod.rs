@@ -38,7 +38,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Resume {
                     .map(str::to_owned)
                     .map_err(|_| ApiError::BadRequest("Last-Event-ID: not ASCII".into()))
             })
-            .transpose()?;
+            .transpose()?
+            // An EventSource that never got an id sends none; an empty one means the same.
+            .filter(|raw| !raw.trim().is_empty());
         let query = Query::<AfterQuery>::from_request_parts(parts, state)
             .await
             .map_err(|err| ApiError::BadRequest(err.body_text()))?
