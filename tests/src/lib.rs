@@ -51,6 +51,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub settings: Settings,
+    /// This instance's live subscriptions.
+    pub streams: Arc<chat_core::feed::Hub>,
     /// Dropping it stops this instance's workers.
     _stop: tokio::sync::watch::Sender<bool>,
     _data: Arc<Data>,
@@ -163,7 +165,12 @@ impl TestApp {
             tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
             tokio::spawn(backend.purge().run(stop.clone()));
         }
+        let streams = backend.streams.clone();
         let state = chat_api::AppState::new(backend.service.clone())
+            .with_streams(
+                backend.streams.clone(),
+                std::time::Duration::from_secs(settings.stream_heartbeat_s),
+            )
             .with_guards(&settings)
             .expect("rate limiter and idempotency store");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -191,6 +198,7 @@ impl TestApp {
             addr,
             client,
             settings,
+            streams,
             _stop: stop_tx,
             _data: data,
         }

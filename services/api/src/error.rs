@@ -30,6 +30,10 @@ pub enum ApiError {
     IdempotencyMismatch,
     /// The idempotency store (Redis) did not answer.
     IdempotencyUnavailable,
+    /// The application already has this many live streams open on this instance.
+    TooManyStreams {
+        limit: usize,
+    },
 }
 
 impl From<Core> for ApiError {
@@ -139,6 +143,15 @@ impl ApiError {
                 "idempotency keys (Redis) are unavailable; retry later".into(),
                 None,
             ),
+            ApiError::TooManyStreams { limit } => (
+                S::TOO_MANY_REQUESTS,
+                "too-many-streams",
+                "Too many requests",
+                format!(
+                    "this application already has {limit} live streams open here; close one or retry later"
+                ),
+                None,
+            ),
             ApiError::Core(err) => match err {
                 Core::NotFound(entity) => (
                     S::NOT_FOUND,
@@ -240,7 +253,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         if let ApiError::RateLimited { retry_after_s } = self {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod routes;
 pub mod serve;
 pub mod state;
+pub mod stream;
 pub mod views;
 
 use std::sync::OnceLock;
@@ -37,7 +38,7 @@ pub use state::{AppState, Lifecycle};
         license(name = "Apache-2.0")
     ),
     tags(
-        (name = "applications"), (name = "chats"), (name = "messages"), (name = "health")
+        (name = "applications"), (name = "chats"), (name = "messages"), (name = "streams"), (name = "health")
     )
 )]
 struct ApiDoc;
@@ -48,6 +49,7 @@ fn documented() -> OpenApiRouter<AppState> {
         .merge(routes::chats::router())
         .merge(routes::messages::router())
         .merge(routes::search::router())
+        .merge(routes::stream::router())
         .merge(routes::health::router())
         .routes(utoipa_axum::routes!(openapi_json))
 }

@@ -1,6 +1,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use chat_core::feed::Hub;
 use chat_core::queue::Queue;
 use chat_core::service::ChatService;
 
@@ -20,6 +22,14 @@ pub struct AppState {
     pub limiter: Option<Arc<Limiter>>,
     /// `Idempotency-Key` support; `None` = the header is ignored.
     pub idempotency: Option<Arc<Idempotency>>,
+    /// Live streams of this process (`None`: the endpoints answer 404).
+    pub streams: Option<Streams>,
+}
+
+#[derive(Clone)]
+pub struct Streams {
+    pub hub: Arc<Hub>,
+    pub heartbeat: Duration,
 }
 
 impl AppState {
@@ -31,6 +41,7 @@ impl AppState {
             queue: None,
             limiter: None,
             idempotency: None,
+            streams: None,
         }
     }
 
@@ -46,6 +57,11 @@ impl AppState {
         Ok(self)
     }
 
+    pub fn with_streams(mut self, hub: Arc<Hub>, heartbeat: Duration) -> Self {
+        self.streams = Some(Streams { hub, heartbeat });
+        self
+    }
+
     pub fn with_queue(mut self, queue: Arc<dyn Queue>) -> Self {
         self.queue = Some(queue);
         self
@@ -53,15 +69,32 @@ impl AppState {
 }
 
 /// Process-wide state readiness depends on besides the dependencies.
-#[derive(Default)]
 pub struct Lifecycle {
     shutting_down: AtomicBool,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            shutting_down: AtomicBool::new(false),
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl Lifecycle {
-    /// From now on readiness answers 503, so load balancers drain this instance first.
+    /// From now on readiness answers 503, so load balancers drain this instance first, and
+    /// open live streams end (the graceful shutdown would otherwise wait on them forever).
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopped(&self) {
+        let mut rx = self.stopping.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     pub fn is_shutting_down(&self) -> bool {

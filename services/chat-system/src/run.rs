@@ -158,6 +158,10 @@ async fn serve(settings: &Settings, roles: Roles, schema: Schema, access: Access
     let backend = open(settings, schema, access).await?;
     let state = AppState::new(backend.service.clone())
         .with_queue(backend.queue.clone())
+        .with_streams(
+            backend.streams.clone(),
+            Duration::from_secs(settings.stream_heartbeat_s),
+        )
         .with_guards(settings)?;
     let public = if roles.public_api {
         Some(bind(settings.listen, "CHAT_LISTEN").await?)

@@ -160,6 +160,27 @@ pub struct Settings {
     /// Most open client connections on the public port; past it new ones are closed at once.
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
     pub max_connections: u32,
+    /// Live streams: entries kept per chat's log (older ones are trimmed; a client resuming
+    /// from before them gets a `reset`).
+    #[arg(long, env = "CHAT_FEED_MAX_LEN", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub feed_max_len: u64,
+
+    /// Live streams: longest time an entry is kept in its chat's log, in seconds.
+    #[arg(long, env = "CHAT_FEED_MAX_AGE_S", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=604_800), global = true)]
+    pub feed_max_age_s: u64,
+
+    /// Live streams: events one subscriber may have waiting; past it the client is
+    /// disconnected as slow.
+    #[arg(long, env = "CHAT_STREAM_BUFFER", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000), global = true)]
+    pub stream_buffer: u64,
+
+    /// Live streams: open streams per application token and api process; past it 429.
+    #[arg(long, env = "CHAT_STREAMS_PER_TOKEN", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000), global = true)]
+    pub streams_per_token: u64,
+
+    /// Live streams: heartbeat interval (SSE comment, WebSocket ping), in seconds.
+    #[arg(long, env = "CHAT_STREAM_HEARTBEAT_S", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub stream_heartbeat_s: u64,
 
     /// Log format: `text` (human-readable) or `json`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -292,6 +313,14 @@ impl Settings {
             ),
             ("CHAT_IDLE_TIMEOUT_S", self.idle_timeout_s.to_string()),
             ("CHAT_MAX_CONNECTIONS", self.max_connections.to_string()),
+            ("CHAT_FEED_MAX_LEN", self.feed_max_len.to_string()),
+            ("CHAT_FEED_MAX_AGE_S", self.feed_max_age_s.to_string()),
+            ("CHAT_STREAM_BUFFER", self.stream_buffer.to_string()),
+            ("CHAT_STREAMS_PER_TOKEN", self.streams_per_token.to_string()),
+            (
+                "CHAT_STREAM_HEARTBEAT_S",
+                self.stream_heartbeat_s.to_string(),
+            ),
             (
                 "LOG_FORMAT",
                 format!("{:?}", self.log_format).to_lowercase(),
@@ -350,6 +379,8 @@ mod tests {
         assert_eq!(s.purge_grace_s, 30);
         assert_eq!((s.queue_claim_idle_ms, s.queue_max_attempts), (30000, 10));
         assert_eq!(s.shutdown_grace_s, 20);
+        assert_eq!((s.feed_max_len, s.feed_max_age_s), (1000, 3600));
+        assert_eq!((s.stream_buffer, s.streams_per_token), (256, 100));
         assert!(s.redis_url.is_none() && s.elasticsearch_url.is_none());
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod feed;
 pub mod metrics;
 pub mod numbers;
 pub mod queue;

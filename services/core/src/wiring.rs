@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config::{Database, Settings};
 use crate::error::{Error, Result};
+use crate::feed::{Feed, Hub, LocalFeed, RedisFeed, Retention, StreamSettings, Tee};
 use tokio::sync::Notify;
 
 use crate::numbers::{LocalNumbers, Numbers, RedisNumbers};
@@ -35,6 +36,10 @@ pub struct Backend {
     /// The queue the relay publishes to (in-process: also the one workers read).
     pub queue: Arc<dyn Queue>,
     pub search: Arc<dyn SearchIndex>,
+    /// The chats' event logs live streams are served from.
+    pub feed: Arc<dyn Feed>,
+    /// This process's live subscriptions (one per process).
+    pub streams: Arc<Hub>,
     pub wrote: Arc<Notify>,
     pub database: &'static str,
     settings: Settings,
@@ -67,7 +72,8 @@ impl Backend {
     pub fn relay(&self) -> Relay {
         Relay {
             store: self.store.clone(),
-            queue: self.queue.clone(),
+            // What goes to the queue goes to the chats' logs too, in the same order.
+            queue: Arc::new(Tee::new(self.queue.clone(), self.feed.clone())),
             wake: self.wrote.clone(),
             retention: Duration::from_secs(self.settings.outbox_retention_s),
         }
@@ -141,6 +147,23 @@ pub async fn open(
         ),
         None => (Arc::new(LocalNumbers::new()), Arc::new(LocalQueue::new())),
     };
+    let retention = Retention {
+        max_len: settings.feed_max_len,
+        max_age: Duration::from_secs(settings.feed_max_age_s),
+    };
+    let feed: Arc<dyn Feed> = match &settings.redis_url {
+        Some(url) => {
+            Arc::new(RedisFeed::connect(url, &settings.redis_prefix, timeout, retention).await?)
+        }
+        None => Arc::new(LocalFeed::new(retention)),
+    };
+    let streams = Hub::new(
+        feed.clone(),
+        StreamSettings {
+            buffer: settings.stream_buffer as usize,
+            per_token: settings.streams_per_token as usize,
+        },
+    );
     let wrote = Arc::new(Notify::new());
     let service = ChatService::new(
         store.clone(),
@@ -158,6 +181,8 @@ pub async fn open(
         numbers,
         queue,
         search,
+        feed,
+        streams,
         wrote,
         database,
         settings: settings.clone(),

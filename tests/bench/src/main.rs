@@ -12,6 +12,7 @@ mod procs;
 mod report;
 mod scenarios;
 mod search;
+mod streams;
 mod system;
 
 use std::path::PathBuf;
@@ -47,7 +48,8 @@ pub struct Opts {
     pub quick: bool,
 
     /// Only these scenarios (comma-separated): noop, sql-insert, redis-incr, create-app,
-    /// create-chat, create-message, get-message, list-messages, sweep, lag, connections, search.
+    /// create-chat, create-message, get-message, list-messages, sweep, lag, stream, connections,
+    /// search.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<String>,
 
@@ -96,6 +98,15 @@ pub struct Opts {
     /// the closed-loop maximum].
     #[arg(long)]
     pub lag_rate: Option<f64>,
+
+    /// Live-stream scenario: SSE subscribers following the chat (on the last api process).
+    #[arg(long, default_value_t = 20)]
+    pub stream_subscribers: usize,
+
+    /// Live-stream scenario: sustained create rate [default: --lag-rate, else 50% of the
+    /// closed-loop maximum when measured, else 200/s].
+    #[arg(long)]
+    pub stream_rate: Option<f64>,
 
     /// Seconds of lag sampling [default: 20, quick 6].
     #[arg(long)]

@@ -50,7 +50,8 @@ pub struct Sweep {
 #[derive(Debug, Clone, Serialize)]
 pub struct Lag {
     pub system: String,
-    /// `index` (201 → searchable) or `count` (last 201 → messages_count equal).
+    /// `index` (201 → searchable), `count` (last 201 → messages_count equal) or `stream`
+    /// (create sent → event at a live-stream subscriber).
     pub kind: String,
     /// The sustained create-message rate while sampling.
     pub rate: f64,

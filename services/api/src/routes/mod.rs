@@ -3,3 +3,4 @@ pub mod chats;
 pub mod health;
 pub mod messages;
 pub mod search;
+pub mod stream;
