@@ -477,3 +477,104 @@ async fn unknown_chats_and_malformed_ids_are_problems() {
         other => panic!("expected 400, got {other:?}"),
     }
 }
+
+/// Deletes reach streams end to end: a deleted message is a `message.deleted` event (on a
+/// subscriber of another replica, in MySQL mode); deleting the chat, or its application, ends
+/// the stream with a final `chat.deleted`.
+async fn deletes_reach_the_stream(writer: &TestApp, reader: &TestApp) {
+    let token = writer.new_application("deletes streamed").await;
+    let chat = writer.new_chat(&token).await;
+    let other = writer.new_chat(&token).await;
+    let mut first = SseClient::open(reader, &stream_path(&token, chat), None).await;
+    let mut second = SseClient::open(reader, &stream_path(&token, other), None).await;
+
+    let created = writer.new_message(&token, chat, "soon gone").await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let number = created.json["number"].as_i64().unwrap();
+    let event = first.expect().await;
+    assert_eq!(
+        (event.event.as_str(), event.data["number"].as_i64()),
+        ("message.created", Some(number))
+    );
+
+    let deleted = writer
+        .call(
+            Method::DELETE,
+            &format!("/chat_applications/{token}/chats/{chat}/messages/{number}"),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{deleted:?}");
+    let event = first.expect().await;
+    assert_eq!(event.event, "message.deleted", "{event:?}");
+    assert_eq!(event.data["number"], number);
+    assert!(event.data["deleted_at"].is_string(), "{event:?}");
+    assert_eq!(
+        event.data.as_object().unwrap().len(),
+        2,
+        "public fields only: {event:?}"
+    );
+
+    let hidden = writer
+        .call(
+            Method::DELETE,
+            &format!("/chat_applications/{token}/chats/{chat}"),
+            None,
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::ACCEPTED, "{hidden:?}");
+    let event = first.expect().await;
+    assert_eq!(
+        (event.event.as_str(), event.data["number"].as_i64()),
+        ("chat.deleted", Some(chat)),
+        "{event:?}"
+    );
+    let end = first.expect().await;
+    assert_eq!(
+        (end.event.as_str(), end.data["reason"].as_str()),
+        ("error", Some("deleted")),
+        "{end:?}"
+    );
+    assert!(
+        first.next().await.is_none(),
+        "the stream ends after chat.deleted"
+    );
+
+    let gone = writer
+        .call(Method::DELETE, &format!("/chat_applications/{token}"), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::ACCEPTED, "{gone:?}");
+    let event = second.expect().await;
+    assert_eq!(
+        (event.event.as_str(), event.data["number"].as_i64()),
+        ("chat.deleted", Some(other)),
+        "{event:?}"
+    );
+    let end = second.expect().await;
+    assert_eq!(
+        (end.event.as_str(), end.data["reason"].as_str()),
+        ("error", Some("deleted")),
+        "{end:?}"
+    );
+    assert!(
+        second.next().await.is_none(),
+        "the stream ends after chat.deleted"
+    );
+
+    // And nothing opens on what is gone.
+    let reopened = reader.get(&stream_path(&token, other)).await;
+    reopened.assert_problem(404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_reach_streams_on_another_replica() {
+    let writer = TestApp::start(Mode::MySql).await;
+    let reader = writer.replica().await;
+    deletes_reach_the_stream(&writer, &reader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn deletes_reach_streams_embedded() {
+    let app = TestApp::start(Mode::Embedded).await;
+    deletes_reach_the_stream(&app, &app).await;
+}
