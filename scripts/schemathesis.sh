@@ -127,8 +127,24 @@ TOML
 # the data generation (too slow, too filtered), not the API, and would abort a run on a busy
 # machine. Run from the report directory: schemathesis keeps a `.schemathesis/` cache in its
 # working directory, which belongs there rather than in the source tree.
+#
+# The document is the served one without the `Idempotency-Key` header parameter: schemathesis
+# draws header values from a small space and reuses them with other bodies, which is a
+# documented 422 (`idempotency-key-reused`), not a rejected valid request. Keeping ST202 strict
+# on the POSTs matters more (it is what finds a schema that promises more than the server
+# accepts); tests/tests/idempotency.rs covers the header itself.
+curl -fsS "$api/openapi.json" | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+for item in doc["paths"].values():
+    for op in item.values():
+        if isinstance(op, dict) and "parameters" in op:
+            op["parameters"] = [p for p in op["parameters"] if p.get("name") != "Idempotency-Key"]
+json.dump(doc, sys.stdout)
+' >"$report/openapi.json"
 status=0
-(cd "$report" && "$venv/bin/schemathesis" --config-file "$config" run "$api/openapi.json" \
+(cd "$report" && "$venv/bin/schemathesis" --config-file "$config" run "$report/openapi.json" \
+  --url "$api" \
   --seed "$seed" \
   --max-examples "$examples" \
   --phases examples,coverage,fuzzing,stateful \
