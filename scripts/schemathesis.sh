@@ -142,6 +142,13 @@ for item in doc["paths"].values():
             op["parameters"] = [p for p in op["parameters"] if p.get("name") != "Idempotency-Key"]
 json.dump(doc, sys.stdout)
 ' >"$report/openapi.json"
+# The stateful phase's "created resource not found" check (ST302) expects what a POST created
+# to stay addressable through the link for every later operation of the scenario. Here two
+# documented 404s break that on purpose: a DELETE (and everything after it, or a second
+# DELETE), and any `{token}` operation after a `rotate_token` the same create linked to (the
+# old token stops working). The check cannot tell those apart from a missing resource, so it is
+# skipped (--exclude-checks; `--checks all` would override a config file). What it would catch, a 201 for something not yet readable, cannot happen here (a 201 is
+# sent after the commit) and tests/tests/api.rs reads every create back at once.
 status=0
 (cd "$report" && "$venv/bin/schemathesis" --config-file "$config" run "$report/openapi.json" \
   --url "$api" \
@@ -149,6 +156,7 @@ status=0
   --max-examples "$examples" \
   --phases examples,coverage,fuzzing,stateful \
   --checks all \
+  --exclude-checks ensure_resource_availability \
   --workers 2 \
   --request-timeout 10 \
   --exclude-path-regex '/messages/(stream|ws)$' \
