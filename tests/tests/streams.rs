@@ -338,6 +338,66 @@ async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
     assert!(text.contains("\"reason\":\"slow\""), "no slow reason");
 }
 
+/// A client that stops reading altogether cannot keep its connection: once its writes have
+/// made no progress for the idle timeout, the server closes it (and frees its slot under
+/// `CHAT_MAX_CONNECTIONS`), even though its response, a live stream, never finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_subscribers_connection_is_closed_after_the_idle_timeout() {
+    let app = TestApp::start_with(Mode::Embedded, |s| {
+        s.stream_buffer = 8;
+        s.idle_timeout_s = 2;
+    })
+    .await;
+    let token = app.new_application("stalled connection").await;
+    let chat = app.new_chat(&token).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(app.addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "GET {} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
+                stream_path(&token, chat)
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while app.streams.subscribers() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stalled_before =
+        chat_tests::metric("chat_connections_timed_out_total{phase=\"write_stalled\"}");
+    let body = "x".repeat(60_000);
+    for _ in 0..100 {
+        let reply = app.new_message(&token, chat, &body).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    let started = std::time::Instant::now();
+    let deadline = started + Duration::from_secs(10);
+    while chat_tests::metric("chat_connections_timed_out_total{phase=\"write_stalled\"}")
+        == stalled_before
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Closed by the server: reading now ends (with what the kernel still had, or a reset)
+    // instead of waiting for more.
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(WAIT, stalled.read_to_end(&mut received)).await;
+    assert!(ended.is_ok(), "the connection is still open");
+    // Other clients are served meanwhile.
+    assert_eq!(
+        app.get(&format!("/chat_applications/{token}")).await.status,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_older_than_retained_gets_a_reset() {
     let app = TestApp::start_with(Mode::Embedded, |s| s.feed_max_len = 5).await;

@@ -82,7 +82,7 @@ static TIMED_OUT: LazyLock<IntCounterVec> = LazyLock::new(|| {
         IntCounterVec::new(
             prometheus::Opts::new(
                 "chat_connections_timed_out_total",
-                "Connections closed by a timeout, by phase (headers: too slow to send a request; idle: keep-alive with nothing to do)",
+                "Connections closed by a timeout, by phase (headers: too slow to send a request; idle: keep-alive with nothing to do; write_stalled: stopped reading a response)",
             ),
             &["phase"],
         )
@@ -192,7 +192,8 @@ async fn connection(
                 break;
             }
             phase = &mut watchdog => {
-                // Nothing is in progress on it: closing loses nothing.
+                // Nothing is in progress on it, or the client stopped reading what is: closing
+                // loses nothing it would get.
                 TIMED_OUT.with_label_values(&[phase]).inc();
                 break;
             }
@@ -224,6 +225,8 @@ struct State {
     phase: Phase,
     since: Instant,
     in_progress: usize,
+    /// Since when a write has been waiting on a full socket (the client stopped reading).
+    write_blocked_since: Option<Instant>,
 }
 
 impl Activity {
@@ -235,6 +238,7 @@ impl Activity {
                 phase: Phase::Headers,
                 since: Instant::now(),
                 in_progress: 0,
+                write_blocked_since: None,
             }),
             changed: Notify::new(),
         }
@@ -270,12 +274,28 @@ impl Activity {
         }
     }
 
+    /// A write returned Pending (`true`) or made progress (`false`).
+    fn write_blocked(&self, blocked: bool) {
+        let mut state = self.lock();
+        match (blocked, state.write_blocked_since) {
+            (true, None) => {
+                state.write_blocked_since = Some(Instant::now());
+                self.changed.notify_one();
+            }
+            (false, Some(_)) => state.write_blocked_since = None,
+            _ => {}
+        }
+    }
+
     fn deadline(&self, limits: &Limits) -> (Phase, Option<Instant>) {
         let state = self.lock();
         let deadline = match state.phase {
             Phase::Headers => Some(state.since + limits.header_read_timeout),
             Phase::Idle => Some(state.since + limits.idle_timeout),
-            Phase::Busy => None,
+            // A response in progress is never idle, but one the client has stopped reading
+            // for the idle timeout is dead: a stalled live stream, or a slow reader, would
+            // otherwise hold its connection (and its slot under the cap) for ever.
+            Phase::Busy => state.write_blocked_since.map(|at| at + limits.idle_timeout),
         };
         (state.phase, deadline)
     }
@@ -289,7 +309,8 @@ async fn watchdog(activity: Arc<Activity>, limits: Limits) -> &'static str {
             Some(at) if Instant::now() >= at => {
                 return match phase {
                     Phase::Headers => "headers",
-                    _ => "idle",
+                    Phase::Idle => "idle",
+                    Phase::Busy => "write_stalled",
                 };
             }
             Some(at) => {
@@ -346,7 +367,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.activity.write_blocked(result.is_pending());
+        result
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -362,7 +385,9 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.activity.write_blocked(result.is_pending());
+        result
     }
 
     fn is_write_vectored(&self) -> bool {
