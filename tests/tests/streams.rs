@@ -276,14 +276,9 @@ chat_tests::both_modes!(updates_and_websocket_frames);
 
 /// A client that reads nothing is cut off as slow, its buffer stays at the cap meanwhile, and
 /// it finds the reason at the end of what it was sent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
-    const BUFFER: usize = 8;
-    const MESSAGES: usize = 400;
-    let app = TestApp::start_with(Mode::Embedded, |s| s.stream_buffer = BUFFER as u64).await;
-    let token = app.new_application("stalled").await;
-    let chat = app.new_chat(&token).await;
-    // A raw client with a small receive window that never reads.
+/// A raw client with a small receive window that subscribes to the chat's stream and then
+/// never reads; answers once the server has registered the subscriber.
+async fn stalled_subscriber(app: &TestApp, token: &str, chat: i64) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(app.addr).await.unwrap();
@@ -291,7 +286,7 @@ async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
         .write_all(
             format!(
                 "GET {} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
-                stream_path(&token, chat)
+                stream_path(token, chat)
             )
             .as_bytes(),
         )
@@ -302,6 +297,17 @@ async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
         assert!(std::time::Instant::now() < deadline, "never subscribed");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    stalled
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_subscriber_is_disconnected_and_memory_stays_bounded() {
+    const BUFFER: usize = 8;
+    const MESSAGES: usize = 400;
+    let app = TestApp::start_with(Mode::Embedded, |s| s.stream_buffer = BUFFER as u64).await;
+    let token = app.new_application("stalled").await;
+    let chat = app.new_chat(&token).await;
+    let mut stalled = stalled_subscriber(&app, &token, chat).await;
     let body = "x".repeat(60_000);
     let mut peak = 0;
     for _ in 0..MESSAGES {
@@ -350,24 +356,7 @@ async fn a_stalled_subscribers_connection_is_closed_after_the_idle_timeout() {
     .await;
     let token = app.new_application("stalled connection").await;
     let chat = app.new_chat(&token).await;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut stalled = socket.connect(app.addr).await.unwrap();
-    stalled
-        .write_all(
-            format!(
-                "GET {} HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n",
-                stream_path(&token, chat)
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while app.streams.subscribers() == 0 {
-        assert!(std::time::Instant::now() < deadline, "never subscribed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut stalled = stalled_subscriber(&app, &token, chat).await;
     let stalled_before =
         chat_tests::metric("chat_connections_timed_out_total{phase=\"write_stalled\"}");
     let body = "x".repeat(60_000);
