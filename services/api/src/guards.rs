@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::ConnectionManager;
+use chat_core::Result;
 use chat_core::config::Settings;
-use chat_core::{Error, Result};
 
 use crate::idempotency::{self, Idempotency};
 use crate::limit::{self, Limiter};
@@ -36,11 +36,5 @@ pub fn open(settings: &Settings) -> Result<(Limiter, Idempotency)> {
 /// Lazy, like the numbering's connection: a Redis outage at start-up is not fatal, calls fail
 /// fast and the manager reconnects when Redis is back.
 pub fn connect(url: &str, timeout: Duration) -> Result<ConnectionManager> {
-    let client =
-        ::redis::Client::open(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(1);
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+    chat_core::redis_conn::connect(url, timeout, timeout)
 }

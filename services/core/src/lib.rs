@@ -13,6 +13,7 @@ pub mod feed;
 pub mod metrics;
 pub mod numbers;
 pub mod queue;
+pub mod redis_conn;
 pub mod search;
 pub mod service;
 pub mod store;

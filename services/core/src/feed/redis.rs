@@ -12,12 +12,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use redis::aio::ConnectionManager;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
-use redis::{Client, Script};
 
 use super::{Append, Entry, EntryId, Feed, Retention};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Appends each item unless its key is known, with the id before it, then trims by length and
 /// age and pushes the expiry forward. Atomic, so a concurrent append cannot slip between
@@ -82,18 +82,8 @@ impl RedisFeed {
         timeout: Duration,
         retention: Retention,
     ) -> Result<Self> {
-        let client = Client::open(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
-        let config = |response: Duration| {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(response))
-                .set_number_of_retries(1)
-        };
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config(timeout))?;
-        let blocking = ConnectionManager::new_lazy_with_config(
-            client,
-            config(timeout + Duration::from_secs(30)),
-        )?;
+        let conn = crate::redis_conn::connect(url, timeout, timeout)?;
+        let blocking = crate::redis_conn::connect(url, timeout, timeout + Duration::from_secs(30))?;
         let mut random = [0u8; 8];
         let _ = getrandom::fill(&mut random);
         Ok(RedisFeed {

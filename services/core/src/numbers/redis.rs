@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script};
+use redis::Script;
+use redis::aio::ConnectionManager;
 
 use super::Numbers;
 use crate::domain::Sequence;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// `INCR` would silently restart a lost counter at 1 and collide with every stored number, so
 /// an unknown key answers nil and the service seeds it from the database instead.
@@ -42,12 +42,7 @@ impl RedisNumbers {
     /// Connects lazily in the background: a Redis outage makes numbering calls fail fast with
     /// [`Error::RedisUnavailable`] and the manager reconnects when Redis is back.
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self> {
-        let client = Client::open(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+        let conn = crate::redis_conn::connect(url, timeout, timeout)?;
         Ok(RedisNumbers {
             conn,
             prefix: prefix.to_owned(),

@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::RedisError;
+use redis::aio::ConnectionManager;
 use redis::streams::{
     StreamAutoClaimReply, StreamInfoGroupsReply, StreamPendingCountReply, StreamPendingReply,
     StreamRangeReply, StreamReadReply,
 };
-use redis::{Client, RedisError};
 
 use super::{DeadLetter, Delivery, Group, Queue, QueueStats, Trimmed};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 const PAYLOAD: &str = "e";
 
@@ -34,19 +34,9 @@ pub struct RedisQueue {
 
 impl RedisQueue {
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self> {
-        let client = Client::open(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
-        let config = |response: Duration| {
-            ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(timeout))
-                .set_response_timeout(Some(response))
-                .set_number_of_retries(1)
-        };
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config(timeout))?;
+        let conn = crate::redis_conn::connect(url, timeout, timeout)?;
         // A blocking read may legitimately wait its whole block time; allow for it.
-        let blocking = ConnectionManager::new_lazy_with_config(
-            client,
-            config(timeout + Duration::from_secs(30)),
-        )?;
+        let blocking = crate::redis_conn::connect(url, timeout, timeout + Duration::from_secs(30))?;
         Ok(RedisQueue {
             conn,
             blocking,
