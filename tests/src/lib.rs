@@ -11,8 +11,8 @@ use std::sync::Arc;
 use chat_core::config::Settings;
 use chat_core::search::SearchIndex;
 use chat_core::testkit::{self, TestDatabase};
-use chat_core::wiring::{self, Schema};
-use chat_search::Access;
+use chat_core::wiring;
+use chat_system::{App, Roles};
 use clap::Parser;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -49,6 +49,8 @@ pub struct TestApp {
     pub mode: Mode,
     pub base: String,
     pub addr: SocketAddr,
+    /// The admin port (`/up`, `/readyz`, `/metrics`).
+    pub admin: SocketAddr,
     pub client: reqwest::Client,
     pub settings: Settings,
     /// This instance's live subscriptions.
@@ -77,6 +79,8 @@ pub fn base_settings(dir: &std::path::Path) -> Settings {
     settings.indexer_flush_ms = 20;
     settings.queue_claim_idle_ms = 1000;
     settings.purge_grace_s = 0;
+    // A dropped instance stops at once (no readiness notice) and drains within 2 s.
+    settings.shutdown_grace_s = 2;
     // Every test creates applications from 127.0.0.1; the per-address limit has its own
     // suite (rate_limits.rs), which sets it explicitly.
     settings.rate_create_app_per_min = 0;
@@ -138,56 +142,41 @@ impl TestApp {
         .await
     }
 
-    /// The first instance runs every role in-process (as `serve` does: relay, indexer, counter,
-    /// writing the embedded index); replicas run the API and a relay and read the index.
+    /// The first instance runs every role in-process (`serve`'s preset: relay, indexer,
+    /// counter, writing the embedded index); replicas run `api`'s (the public port and a
+    /// relay, reading the index). Both start through the binary's composition root, admin
+    /// port included, exactly as production does.
     async fn spawn(
         mode: Mode,
-        settings: Settings,
+        mut settings: Settings,
         data: Arc<Data>,
         wrap: impl FnOnce(Arc<dyn SearchIndex>) -> Arc<dyn SearchIndex>,
     ) -> TestApp {
         let first = Arc::strong_count(&data) == 1;
-        let access = if first {
-            Access::Writer
+        // MySQL test databases are migrated by `start_with` as `chat-system migrate` would,
+        // so every instance checks the schema as the distributed roles do (and, like `api`,
+        // starts and answers 503 when the database is down at start-up).
+        let roles = if first {
+            Roles {
+                schema: chat_core::wiring::Schema::Check,
+                ..Roles::SERVE
+            }
         } else {
-            Access::Reader
+            Roles::API
         };
-        let search = chat_search::open(&settings, access)
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+        let app = App::build_with_search(settings.clone(), roles, wrap)
             .await
-            .expect("open search index");
-        let backend = wiring::open(&settings, Schema::Check, wrap(search))
-            .await
-            .expect("open backend");
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(backend.relay().run(stop.clone()));
-        if first {
-            tokio::spawn(backend.indexer().await.unwrap().run(stop.clone()));
-            tokio::spawn(backend.counter().await.unwrap().run(stop.clone()));
-            tokio::spawn(backend.purge().run(stop.clone()));
-        }
-        let streams = backend.streams.clone();
-        let state = chat_api::AppState::new(backend.service.clone())
-            .with_streams(
-                backend.streams.clone(),
-                std::time::Duration::from_secs(settings.stream_heartbeat_s),
-            )
-            .with_guards(&settings)
-            .expect("rate limiter and idempotency store");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let limits = chat_api::serve::Limits::from_settings(&settings);
-        let mut stopped = stop.clone();
-        tokio::spawn(async move {
-            let _ = chat_api::serve::serve(
-                listener,
-                chat_api::public_router(state),
-                limits,
-                async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                },
-            )
-            .await;
-        });
+            .expect("start chat-system");
+        let addr = app.public_addr().expect("public port bound");
+        let admin = app.admin_addr();
+        let streams = app.streams();
+        let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+        // Dropping the TestApp (its sender) is this instance's shutdown signal.
+        tokio::spawn(app.run_until_stopped(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .build()
@@ -196,6 +185,7 @@ impl TestApp {
             mode,
             base: format!("http://{addr}"),
             addr,
+            admin,
             client,
             settings,
             streams,

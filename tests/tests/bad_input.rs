@@ -373,7 +373,7 @@ async fn non_json_media_types_are_415(app: TestApp) {
 async fn wrong_methods_are_405(app: TestApp) {
     let token = seeded(&app).await;
     for (method, path) in [
-        // (DELETE of an application, chat or message is routed since issue 8.)
+        // (DELETE of an application, chat or message is a routed method.)
         (Method::POST, format!("/chat_applications/{token}")),
         (Method::GET, "/chat_applications".to_owned()),
         (Method::PUT, format!("/chat_applications/{token}/chats")),

@@ -36,7 +36,7 @@ const ENDPOINTS: &[(&str, &str)] = &[
         "get",
         "/chat_applications/{token}/chats/{chat_number}/messages/search",
     ),
-    // Deletion (issue 8).
+    // Deletion.
     ("delete", "/chat_applications/{token}"),
     ("delete", "/chat_applications/{token}/chats/{chat_number}"),
     (

@@ -1,17 +1,16 @@
-//! `chat-system`: one binary, one subcommand per role (`../shared/contract.md`).
-
-mod cli;
-mod repair;
-mod run;
+//! `chat-system`: parses the command line, then hands over to the composition root
+//! (`chat_system::run`).
 
 use std::process::ExitCode;
+
+use chat_system::{cli, telemetry};
 
 fn main() -> ExitCode {
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(exit) => return exit,
     };
-    let traces = run::init_telemetry(&cli.settings);
+    let traces = telemetry::init_telemetry(&cli.settings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -19,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run::run(cli));
+    let outcome = runtime.block_on(chat_system::run(cli));
     if let Some(provider) = traces {
         // Flush the spans still buffered.
         let _ = provider.shutdown();

@@ -11,8 +11,8 @@ use chat_core::{Error, Result};
 use chat_search::Access;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::app::open_backend as open;
 use crate::cli::DlqAction;
-use crate::run::open;
 
 const BATCH: u32 = 1000;
 const CHECKPOINT: &str = "reindex_checkpoint";

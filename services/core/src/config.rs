@@ -1,5 +1,5 @@
 //! The whole configuration surface: one typed struct, flags with env fallbacks
-//! (`../shared/contract.md`). Parsed by the `chat-system` binary, printed redacted at start-up.
+//! (docs/contract.md lists them; a test keeps the two equal). Parsed by the `chat-system` binary, printed redacted at start-up.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -361,6 +361,56 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         settings: Settings,
+    }
+
+    /// The environment names of every setting, as the binary parses them.
+    fn setting_names() -> std::collections::BTreeSet<String> {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|env| env.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// Every backticked name in the first column of the contract's settings table, e.g.
+    /// `| `CHAT_INDEXER_BATCH`, `CHAT_INDEXER_FLUSH_MS` | …`.
+    fn contract_names() -> std::collections::BTreeSet<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/contract.md");
+        let text = std::fs::read_to_string(path).expect("docs/contract.md is readable");
+        let section = text
+            .split("\n## Settings\n")
+            .nth(1)
+            .expect("docs/contract.md has a Settings section");
+        let section = section.split("\n## ").next().unwrap_or(section);
+        section
+            .lines()
+            .filter(|line| line.starts_with("| `"))
+            .flat_map(|line| {
+                let first = line.split('|').nth(1).unwrap_or_default().to_owned();
+                first
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn contract_lists_every_setting() {
+        // Read from the environment directly (tracing and the OTLP exporter), not by clap.
+        let outside_clap = ["RUST_LOG", "OTEL_EXPORTER_OTLP_ENDPOINT"];
+        let mut expected = setting_names();
+        expected.extend(outside_clap.map(str::to_owned));
+        let documented = contract_names();
+        let missing: Vec<_> = expected.difference(&documented).collect();
+        let unknown: Vec<_> = documented.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "docs/contract.md settings table and the binary disagree: not documented {missing:?}, documented but not a setting {unknown:?}"
+        );
     }
 
     #[test]

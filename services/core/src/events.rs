@@ -1,4 +1,4 @@
-//! The events every committed write emits through the outbox (`../shared/contract.md`,
+//! The events every committed write emits through the outbox (docs/contract.md,
 //! "Events"). They are internal: consumers (indexer, counter) need ids, clients never see them.
 
 use chrono::{DateTime, Utc};

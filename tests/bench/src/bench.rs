@@ -251,16 +251,9 @@ pub async fn run(opts: Opts) -> anyhow::Result<()> {
     let commit = git(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty =
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    let user = std::env::var("USER").unwrap_or_else(|_| "someone".into());
-    let host = read("/proc/sys/kernel/hostname").trim().to_owned();
     let mut report = Report {
         meta: Meta {
             tool: format!("chat-bench {}", env!("CARGO_PKG_VERSION")),
-            run_by: run
-                .opts
-                .run_by
-                .clone()
-                .unwrap_or_else(|| format!("{user}@{host}")),
             date: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             commit: if dirty {
                 format!("{commit} (with uncommitted changes)")
@@ -895,7 +888,7 @@ fn finish(report: &mut Report, run: &Run) {
     for lag in &report.lags {
         let (goal, value, what) = match lag.kind.as_str() {
             "index" => (1000.0, lag.p99_ms, "p99"),
-            // Created → delivered to a live-stream subscriber (issue #8).
+            // Created → delivered to a live-stream subscriber.
             "stream" => (50.0, lag.p99_ms, "p99"),
             _ => (5000.0, lag.max_ms, "max"),
         };

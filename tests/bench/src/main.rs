@@ -1,4 +1,4 @@
-//! `chat-bench`: the benchmark harness of chat-system (issue #6). Starts the system itself as
+//! `chat-bench`: the benchmark harness of chat-system. Starts the system itself as
 //! separate processes of the release binary, drives it with a closed- or open-loop HTTP load,
 //! measures same-run baselines, and writes a table, JSON and an SVG plot under `target/bench`.
 //! See docs/performance.md.
@@ -144,10 +144,6 @@ pub struct Opts {
     /// `<!-- chat-bench:begin -->` and `<!-- chat-bench:end -->`) with the run's table.
     #[arg(long)]
     pub update_doc: Option<PathBuf>,
-
-    /// Who ran it, for the table header [default: $CHAT_BENCH_RUN_BY, else user@host].
-    #[arg(long, env = "CHAT_BENCH_RUN_BY")]
-    pub run_by: Option<String>,
 }
 
 fn main() -> ExitCode {

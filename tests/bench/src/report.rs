@@ -118,7 +118,6 @@ pub struct Machine {
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Meta {
     pub tool: String,
-    pub run_by: String,
     pub date: String,
     pub commit: String,
     pub args: String,
@@ -453,10 +452,9 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "chat-bench, run by {}, {}, commit `{}`, {} run (`{}`); {} cores ({}), {} RAM, Linux {}, {}, Redis {}. \
+            "chat-bench, {}, commit `{}`, {} run (`{}`); {} cores ({}), {} RAM, Linux {}, {}, Redis {}. \
              Closed loop c={} unless noted, warm-up {} s, measured {} s per scenario; client and servers share the cores. \
              Servers logged at `RUST_LOG={}`. Other load on the machine just before the run: {:.0}% of the cores.\n",
-            m.run_by,
             m.date,
             m.commit,
             if m.quick { "quick" } else { "full" },

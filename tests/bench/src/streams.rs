@@ -1,4 +1,4 @@
-//! Live-stream latency (issue #8): created → delivered while messages are created open loop at a
+//! Live-stream latency: created → delivered while messages are created open loop at a
 //! sustained rate and subscribers follow the chat over SSE. Creates go to the first api
 //! process, subscribers to the last one (the other replica when there are two), so an event
 //! crosses the outbox relay, the Redis stream and the other replica's reader. A sample is one
