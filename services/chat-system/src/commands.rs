@@ -20,9 +20,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     tracing::info!(role, version = env!("CARGO_PKG_VERSION"), config = %config.join(" "), "starting");
     let roles = match cli.command {
         Command::Serve => Roles::SERVE,
-        Command::Api => Roles::API,
-        Command::Indexer => Roles::INDEXER,
-        Command::Counter => Roles::COUNTER,
+        Command::Api => Roles::api(&settings),
+        Command::Indexer => Roles::worker("indexer", Roles::INDEXER, &settings)?,
+        Command::Counter => Roles::worker("counter", Roles::COUNTER, &settings)?,
         Command::Migrate {
             forget_plain_tokens,
         } => {

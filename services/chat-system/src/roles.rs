@@ -12,7 +12,9 @@
 //!
 //! Every process also serves the admin port (`/up`, `/readyz`, `/metrics`).
 
+use chat_core::config::Settings;
 use chat_core::wiring::Schema;
+use chat_core::{Error, Result};
 use chat_search::Access;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +64,33 @@ impl Roles {
         counter: true,
         ..Roles::NONE
     };
+
+    /// `api`'s parts for these settings. Without `REDIS_URL` the queue is in-process, so no
+    /// other process could read it: the api process then runs the indexer and the counter
+    /// itself (correct for exactly one api process).
+    pub fn api(settings: &Settings) -> Roles {
+        if settings.redis_url.is_some() {
+            Roles::API
+        } else {
+            Roles {
+                indexer: true,
+                counter: true,
+                ..Roles::API
+            }
+        }
+    }
+
+    /// A worker role (`indexer`, `counter`) reads the shared queue in Redis; without
+    /// `REDIS_URL` there is none to read (the api process runs both workers then), so it is a
+    /// configuration error, not a process that waits forever on nothing.
+    pub fn worker(name: &str, preset: Roles, settings: &Settings) -> Result<Roles> {
+        if settings.redis_url.is_none() {
+            return Err(Error::Config(format!(
+                "{name}: REDIS_URL is unset: without Redis the queue is in-process and `chat-system api` (or `serve`) runs the {name} itself; set REDIS_URL to run it separately"
+            )));
+        }
+        Ok(preset)
+    }
 
     /// The embedded search index has one writer: the process that indexes. Every other
     /// process only reads it (the purge deletes documents through Elasticsearch, or runs in

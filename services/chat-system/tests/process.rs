@@ -51,9 +51,11 @@ fn a_bad_setting_is_one_line_naming_it_and_exit_code_2() {
 #[tokio::test]
 async fn migrate_then_api_and_api_refuses_an_unmigrated_database() {
     let db = TestDatabase::create().await;
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_api_unmigrated"));
     let refused = bin()
         .arg("api")
         .env("DATABASE_URL", &db.url)
+        .env("CHAT_DATA_DIR", &dir)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -625,5 +627,96 @@ async fn sigterm_during_a_burst_keeps_every_acknowledged_create() {
     }
     serve.kill().unwrap();
     serve.wait().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn indexer_and_counter_without_redis_exit_2_saying_why() {
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_worker_no_redis"));
+    for role in ["indexer", "counter"] {
+        let out = bin()
+            .arg(role)
+            .env("CHAT_DATA_DIR", &dir)
+            .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{role}: {stderr}");
+        let last = stderr.trim().lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("chat-system: ") && last.contains("REDIS_URL") && last.contains(role),
+            "{role}: one line naming REDIS_URL: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `api` on MySQL without Redis runs the indexer and the counter itself: its messages become
+/// searchable and counted (before, the events stayed in an in-process queue nobody read).
+#[tokio::test]
+async fn api_without_redis_indexes_and_counts_its_own_writes() {
+    let db = TestDatabase::create().await;
+    let dir = std::env::temp_dir().join(testkit::unique_name("chat_api_no_redis"));
+    let migrated = bin()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{migrated:?}");
+    let (port, admin) = (free_port(), free_port());
+    let mut child = bin()
+        .arg("api")
+        .env("DATABASE_URL", &db.url)
+        .env("CHAT_DATA_DIR", &dir)
+        .env("CHAT_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHAT_ADMIN_LISTEN", format!("127.0.0.1:{admin}"))
+        .env("CHAT_COUNTER_FLUSH_MS", "100")
+        .env("CHAT_INDEXER_FLUSH_MS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(admin).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let token = app_with_chat(&client, &base, "no redis").await;
+    let created = client
+        .post(format!("{base}/chat_applications/{token}/chats/1/messages"))
+        .json(&serde_json::json!({"body": "findable without redis"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let search: serde_json::Value = client
+            .get(format!(
+                "{base}/chat_applications/{token}/chats/1/messages/search?q=findable"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let chat: serde_json::Value = client
+            .get(format!("{base}/chat_applications/{token}/chats/1"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = search["data"].as_array().map_or(0, Vec::len);
+        if found == 1 && chat["messages_count"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not indexed and counted: search {search}, chat {chat}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop(&mut child, Duration::from_secs(25));
     let _ = std::fs::remove_dir_all(dir);
 }
