@@ -195,15 +195,12 @@ async fn redis_stopped_for_ten_seconds_during_a_create_burst() {
         "during the outage: {} answers, slowest {slowest:?} (timeout {TIMEOUT_MS} ms)",
         during.len()
     );
+    // Writes need no Redis: every create during the outage succeeds (numbered from the
+    // database), each waiting at most the Redis timeout twice (rate limit, numbering).
     for o in &during {
-        assert_eq!(o.status, StatusCode::SERVICE_UNAVAILABLE, "{o:?}");
-        assert_eq!(
-            o.problem.as_deref(),
-            Some("https://chatsystem.dev/problems/redis-unavailable"),
-            "{o:?}"
-        );
+        assert_eq!(o.status, StatusCode::CREATED, "{o:?}");
         assert!(
-            o.took < Duration::from_millis(TIMEOUT_MS) + MARGIN,
+            o.took < Duration::from_millis(2 * TIMEOUT_MS) + MARGIN,
             "hung past the timeout: {o:?}"
         );
     }

@@ -22,8 +22,6 @@ pub enum ApiError {
     RateLimited {
         retry_after_s: u64,
     },
-    /// The rate limiter's store (Redis) did not answer, and this request fails closed.
-    LimiterUnavailable,
     /// The request with this `Idempotency-Key` is still being served.
     IdempotencyInFlight,
     /// This `Idempotency-Key` was first used with a different request.
@@ -113,13 +111,6 @@ impl ApiError {
                 "rate-limited",
                 "Too many requests",
                 format!("rate limit exceeded; retry in {retry_after_s} s"),
-                None,
-            ),
-            ApiError::LimiterUnavailable => (
-                S::SERVICE_UNAVAILABLE,
-                "redis-unavailable",
-                "Service unavailable",
-                "rate limiting (Redis) is unavailable; retry later".into(),
                 None,
             ),
             ApiError::IdempotencyInFlight => (

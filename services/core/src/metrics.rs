@@ -51,6 +51,13 @@ fn sizes() -> Vec<f64> {
     vec![1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0]
 }
 
+pub static NUMBER_FALLBACKS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "chat_numbering_fallbacks_total",
+        "Numbers taken from the database because Redis was unavailable",
+    )
+});
+
 pub static NUMBER_RESEEDS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter(
         "chat_numbering_reseeds_total",
@@ -240,6 +247,7 @@ pub fn seconds_since(at: chrono::DateTime<chrono::Utc>) -> f64 {
 pub fn register_all() {
     LazyLock::force(&NUMBER_RESEEDS);
     LazyLock::force(&NUMBER_RETRIES);
+    LazyLock::force(&NUMBER_FALLBACKS);
     LazyLock::force(&OUTBOX_PUBLISHED);
     LazyLock::force(&OUTBOX_PUBLISH_FAILURES);
     LazyLock::force(&OUTBOX_REPUBLISHED);

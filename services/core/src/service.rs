@@ -369,9 +369,17 @@ impl ChatService {
         Fut: Future<Output = Result<T>>,
     {
         let started = std::time::Instant::now();
-        let mut number = match self.numbers.next(sequence).await? {
-            Some(number) => number,
-            None => self.reseed(sequence).await?,
+        // Once Redis failed this create, its retries number from the database directly
+        // instead of waiting out the Redis timeout again on each.
+        let mut redis_down = false;
+        let mut number = match self.numbers.next(sequence).await {
+            Ok(Some(number)) => number,
+            Ok(None) => self.reseed(sequence, &mut redis_down).await?,
+            Err(Error::RedisUnavailable(reason)) => {
+                redis_down = true;
+                self.number_from_database(sequence, &reason).await?
+            }
+            Err(err) => return Err(err),
         };
         stage("number", started);
         for attempt in 1..=MAX_NUMBER_ATTEMPTS {
@@ -384,13 +392,19 @@ impl ChatService {
                     tracing::debug!(?sequence, number, attempt, %reason, "deadlock victim; retrying");
                 }
                 Err(Error::Taken) => {
+                    crate::metrics::NUMBER_RETRIES.inc();
                     tracing::warn!(
                         ?sequence,
                         number,
                         attempt,
                         "number already taken; re-seeding"
                     );
-                    number = self.reseed(sequence).await?;
+                    number = if redis_down {
+                        self.number_from_database(sequence, "unavailable earlier in this create")
+                            .await?
+                    } else {
+                        self.reseed(sequence, &mut redis_down).await?
+                    };
                 }
                 other => return other,
             }
@@ -400,10 +414,32 @@ impl ChatService {
         })
     }
 
-    async fn reseed(&self, sequence: Sequence) -> Result<i64> {
+    async fn reseed(&self, sequence: Sequence, redis_down: &mut bool) -> Result<i64> {
         crate::metrics::NUMBER_RESEEDS.inc();
         let floor = self.store.max_number(sequence).await?;
-        self.numbers.next_above(sequence, floor).await
+        match self.numbers.next_above(sequence, floor).await {
+            Err(Error::RedisUnavailable(reason)) => {
+                *redis_down = true;
+                Ok(self.fallback_number(sequence, floor, &reason))
+            }
+            other => other,
+        }
+    }
+
+    /// Numbering while Redis is unreachable: one above the highest number the database ever
+    /// handed out (stored or deleted), so writes keep succeeding. Concurrent creates in one
+    /// parent then collide on the unique key and retry (slower, never a duplicate); when
+    /// Redis is back its counter may lag these numbers, and the first collision re-seeds it
+    /// above them.
+    async fn number_from_database(&self, sequence: Sequence, reason: &str) -> Result<i64> {
+        let floor = self.store.max_number(sequence).await?;
+        Ok(self.fallback_number(sequence, floor, reason))
+    }
+
+    fn fallback_number(&self, sequence: Sequence, floor: i64, reason: &str) -> i64 {
+        crate::metrics::NUMBER_FALLBACKS.inc();
+        tracing::debug!(?sequence, floor, %reason, "numbering from the database: Redis unavailable");
+        floor + 1
     }
 }
 

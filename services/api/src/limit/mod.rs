@@ -59,12 +59,6 @@ impl Scope {
             None
         }
     }
-
-    /// A Redis outage lets reads through (they change nothing) and stops writes (nothing
-    /// would stop a flood of them).
-    fn fails_open(self) -> bool {
-        self == Scope::Read
-    }
 }
 
 fn is_read(method: &Method) -> bool {
@@ -87,6 +81,10 @@ impl Buckets {
 
 pub struct Limiter {
     buckets: Buckets,
+    /// In-process buckets that stand in while Redis does not answer: writes keep succeeding
+    /// during a Redis outage, each replica then enforcing the quota on its own (so N replicas
+    /// allow up to N times it) until Redis is back.
+    fallback: Option<local::LocalBuckets>,
     prefix: String,
     write: Option<Quota>,
     read: Option<Quota>,
@@ -99,8 +97,10 @@ impl Limiter {
     pub fn new(buckets: Buckets, settings: &Settings) -> Limiter {
         LazyLock::force(&DECISIONS);
         LazyLock::force(&UNAVAILABLE);
+        let fallback = matches!(buckets, Buckets::Redis(_)).then(local::LocalBuckets::default);
         Limiter {
             buckets,
+            fallback,
             prefix: settings.redis_prefix.clone(),
             write: Quota::per_second(settings.rate_write_per_s, settings.rate_write_burst),
             read: Quota::per_second(settings.rate_read_per_s, settings.rate_read_burst),
@@ -131,20 +131,23 @@ impl Limiter {
         )
     }
 
-    /// One check; `None` when the bucket store did not answer within the Redis timeout.
-    pub async fn check(&self, scope: Scope, identity: &str, quota: Quota) -> Option<Decision> {
+    /// One check: in the shared buckets, or in this process's when those do not answer
+    /// within the Redis timeout.
+    pub async fn check(&self, scope: Scope, identity: &str, quota: Quota) -> Decision {
         let key = self.key(scope, identity);
-        match tokio::time::timeout(self.timeout, self.buckets.take(&key, quota)).await {
-            Ok(Ok(outcome)) => Some(Decision::new(outcome, quota)),
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, scope = scope.name(), "rate limiter unavailable");
-                None
-            }
-            Err(_) => {
-                tracing::warn!(scope = scope.name(), "rate limiter timed out");
-                None
-            }
-        }
+        let failure = match tokio::time::timeout(self.timeout, self.buckets.take(&key, quota)).await
+        {
+            Ok(Ok(outcome)) => return Decision::new(outcome, quota),
+            Ok(Err(err)) => err.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        tracing::warn!(error = %failure, scope = scope.name(), "rate limiter unavailable; limiting in-process");
+        UNAVAILABLE.with_label_values(&["fallback"]).inc();
+        let local = self
+            .fallback
+            .as_ref()
+            .expect("only the Redis buckets can fail, and they come with a fallback");
+        Decision::new(local.take(&key, quota), quota)
     }
 }
 
@@ -171,7 +174,7 @@ static UNAVAILABLE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let c = IntCounterVec::new(
         prometheus::Opts::new(
             "chat_rate_limiter_unavailable_total",
-            "Checks the limiter could not make (Redis down or slow): let through (open) or refused (closed)",
+            "Checks the shared (Redis) buckets could not make (Redis down or slow); each was made in-process instead (fail=\"fallback\")",
         ),
         &["fail"],
     )
@@ -201,36 +204,19 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
         Scope::CreateApplication => limiter.client.of(&request),
         Scope::Read | Scope::Write => token_of(request.uri().path()).to_owned(),
     };
-    let decision = limiter.check(scope, &identity, quota).await;
-    let outcome = match &decision {
-        Some(d) if d.allowed => "allowed",
-        Some(_) => "limited",
-        None => "unavailable",
-    };
+    let d = limiter.check(scope, &identity, quota).await;
+    let outcome = if d.allowed { "allowed" } else { "limited" };
     DECISIONS.with_label_values(&[scope.name(), outcome]).inc();
-    match decision {
-        Some(d) if d.allowed => {
-            let mut response = next.run(request).await;
-            set_headers(response.headers_mut(), &d);
-            response
+    let mut response = if d.allowed {
+        next.run(request).await
+    } else {
+        ApiError::RateLimited {
+            retry_after_s: d.retry_after_s.unwrap_or(1),
         }
-        Some(d) => {
-            let mut response = ApiError::RateLimited {
-                retry_after_s: d.retry_after_s.unwrap_or(1),
-            }
-            .into_response();
-            set_headers(response.headers_mut(), &d);
-            response
-        }
-        None if scope.fails_open() => {
-            UNAVAILABLE.with_label_values(&["open"]).inc();
-            next.run(request).await
-        }
-        None => {
-            UNAVAILABLE.with_label_values(&["closed"]).inc();
-            ApiError::LimiterUnavailable.into_response()
-        }
-    }
+        .into_response()
+    };
+    set_headers(response.headers_mut(), &d);
+    response
 }
 
 /// `/chat_applications/{token}/…` → the token segment, as sent.

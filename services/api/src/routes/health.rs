@@ -35,7 +35,7 @@ pub struct Readiness {
 #[derive(Serialize, ToSchema)]
 pub struct Checks {
     database: Check,
-    /// Reported, but not a reason to be unready: creates answer 503 themselves while it is down.
+    /// Reported, but not a reason to be unready: writes number from the database while it is down.
     numbering: Check,
     /// Reported, but not a reason to be unready: search answers 503 itself while it is down.
     search: Check,
