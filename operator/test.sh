@@ -7,6 +7,8 @@ OP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$OP_DIR/.." && pwd)"
 CHART="$ROOT/charts/chat-system"
 CRD="$CHART/crds/chatsystems.chatsystem.dev.yaml"
+# The data-plane binary is built in the root workspace's target directory (or the caller's).
+ROOT_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$OP_DIR/target}"
 K8S_VERSIONS=(1.33.0 1.34.0 1.35.0 1.36.0 1.37.0)
 KUBERNETES_VALIDATE_VERSION=1.37.0
@@ -83,6 +85,12 @@ for file in "${parse_only[@]}"; do parse_args+=(--parse-only "$ROOT/$file"); don
     "${k8s_files[@]}" "$RENDERED"/*.yaml)
 echo "  validated: ${k8s_files[*]} and the rendered objects"
 checked+=("YAML parse of ${#parse_only[@]}+${#k8s_files[@]} files, kubernetes-validate --strict ${K8S_VERSIONS[0]}..${K8S_VERSIONS[-1]}")
+
+step "CRD bounds vs the chat-system binary's settings parser (tests/binary_bounds.json)"
+# Always built (a no-op when up to date): a stale binary would check the table against old bounds.
+CARGO_TARGET_DIR="$ROOT_TARGET_DIR" cargo build --quiet -p chat-system --manifest-path "$ROOT/Cargo.toml"
+"$VENV/bin/python" "$OP_DIR/binary_bounds.py" "$ROOT_TARGET_DIR/debug/chat-system" "$CRD" "$OP_DIR/tests/binary_bounds.json"
+checked+=("CRD bounds = binary bounds")
 
 step "shellcheck"
 "$VENV/bin/shellcheck" "$OP_DIR/test.sh" "$ROOT/scripts/kind-e2e.sh"

@@ -6,20 +6,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::Error;
-use crate::crd::ChatSystem;
+use crate::crd::{ChatSystem, SourceKind};
 use crate::names::{self, COMPONENT_LABEL, CONTAINER, Component};
 
 /// Everything the operator knows about the cluster for one ChatSystem.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Observed {
-    /// Referenced Secrets: `None` when missing, else the keys they hold (never the values).
-    pub secrets: BTreeMap<String, Option<BTreeSet<String>>>,
+    /// Referenced Secrets and ConfigMaps: `None` when missing, else each key with a SHA-256
+    /// fingerprint of its value (values themselves are never kept).
+    pub sources: BTreeMap<(SourceKind, String), Option<BTreeMap<String, String>>>,
     pub deployments: BTreeMap<Component, ObservedDeployment>,
     /// Owned migrations Jobs by name.
     pub jobs: BTreeMap<String, JobPhase>,
@@ -66,17 +67,32 @@ pub async fn observe(client: &Client, cs: &ChatSystem) -> Result<Observed, Error
     let mut observed = Observed::default();
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let spec = &cs.spec;
-    let secret_names: BTreeSet<&str> = [&spec.database, &spec.redis, &spec.elasticsearch]
-        .iter()
-        .map(|c| c.url_secret_ref.name.as_str())
-        .collect();
-    for name in secret_names {
-        let keys = secrets
-            .get_opt(name)
-            .await?
-            .map(|s| s.data.unwrap_or_default().into_keys().collect());
-        observed.secrets.insert(name.to_string(), keys);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let wanted: BTreeSet<(SourceKind, String)> = cs.spec.references().into_iter().map(|r| (r.kind, r.name)).collect();
+    for (kind, name) in wanted {
+        let fingerprints = match kind {
+            SourceKind::Secret => secrets.get_opt(&name).await?.map(|s| {
+                s.data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, fingerprint(&v.0)))
+                    .collect()
+            }),
+            SourceKind::ConfigMap => config_maps.get_opt(&name).await?.map(|c| {
+                let text = c
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, fingerprint(v.as_bytes())));
+                let binary = c
+                    .binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, fingerprint(&v.0)));
+                text.chain(binary).collect()
+            }),
+        };
+        observed.sources.insert((kind, name), fingerprints);
     }
 
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
@@ -111,6 +127,15 @@ pub async fn observe(client: &Client, cs: &ChatSystem) -> Result<Observed, Error
         }
     }
     Ok(observed)
+}
+
+/// SHA-256 of one value, hex. Only ever combined with the others into the pods' hash annotation.
+pub fn fingerprint(value: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, value).as_ref())
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // Labels can be copied by anyone; the owner reference's uid says the object is really ours.

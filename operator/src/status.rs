@@ -79,6 +79,14 @@ pub fn compute(inputs: &Inputs) -> ChatSystemStatus {
             ),
             (false, "InvalidSpec", message),
         )
+    } else if cs.spec.paused {
+        let message = "spec.paused is true: nothing is applied until it is false".to_string();
+        let ready = if not_ready.is_empty() {
+            (true, "AllComponentsReady", format!("all components run {image}"))
+        } else {
+            (false, "ComponentsNotReady", not_ready.join(", "))
+        };
+        ((false, "AsExpected", String::new()), (false, "Paused", message), ready)
     } else if job_phase == Some(JobPhase::Failed) {
         let job = migration.as_ref().map(|m| m.job_name.as_str()).unwrap_or_default();
         let message =

@@ -151,11 +151,26 @@ impl ApiServer {
         if world.secret_missing {
             call.not_found();
         } else {
+            let data = world.secret_data.clone().unwrap_or_else(
+                || json!({"database-url": "bXlzcWw6Ly8=", "redis-url": "cmVkaXM6Ly8=", "elasticsearch-url": "aHR0cDovLw=="}),
+            );
             call.respond(
                 200,
                 json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-secrets", "namespace": "default"},
-                       "data": {"database-url": "bXlzcWw6Ly8=", "redis-url": "cmVkaXM6Ly8=", "elasticsearch-url": "aHR0cDovLw=="}}),
+                       "data": data}),
             );
+        }
+        // Then each referenced ConfigMap, by name.
+        for (name, data) in &world.config_maps {
+            let call = self.expect("GET", &format!("{ns}/configmaps/{name}"), &[]).await;
+            match data {
+                None => call.not_found(),
+                Some(data) => call.respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+                           "data": data}),
+                ),
+            }
         }
         let sel = [("labelSelector", SELECTOR)];
         for (path, kind, items) in [
@@ -219,6 +234,10 @@ impl ApiServer {
 #[derive(Default)]
 pub struct World {
     pub secret_missing: bool,
+    /// The `chat-secrets` data (base64 values); the three URL keys when `None`.
+    pub secret_data: Option<Value>,
+    /// Referenced ConfigMaps in the order observe reads them (by name), `None` when missing.
+    pub config_maps: Vec<(String, Option<Value>)>,
     pub deployments: Vec<Value>,
     pub jobs: Vec<Value>,
     pub hpas: Vec<Value>,
