@@ -37,7 +37,9 @@ const RUN_AS: i64 = 10001;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
     pub rollout: Rollout,
-    /// The migrations Job for the desired image (when migrations are enabled).
+    /// The migrations Job for the desired image (when migrations are enabled). Applied only
+    /// while it does not exist (`rollout.job_phase` is `None`): a Job's pod template is
+    /// immutable, and other settings (log level, env) may have changed since under its name.
     pub job: Option<Job>,
     pub service: Option<Service>,
     /// Deployments not held back by a migrations Job that has not succeeded yet.
@@ -572,6 +574,14 @@ fn pod_template(cs: &ChatSystem, role: &str, image: &str, long_running: bool) ->
     }
 }
 
+/// What decides which migrations run where: the image (its migrations) and the database it
+/// migrates. Nothing else names the Job, so a new log level or env entry does not run the
+/// migrations again.
+fn migration_set(cs: &ChatSystem) -> String {
+    let db = &cs.spec.database.url_secret_ref;
+    format!("{}\n{}\n{}", cs.spec.image.reference(), db.name, db.key)
+}
+
 pub fn migration_job(cs: &ChatSystem) -> Result<Job, Error> {
     let spec = &cs.spec;
     let job_spec = JobSpec {
@@ -580,9 +590,8 @@ pub fn migration_job(cs: &ChatSystem) -> Result<Job, Error> {
         template: pod_template(cs, "migrate", &spec.image.reference(), false),
         ..JobSpec::default()
     };
-    let fingerprint = serde_json::to_string(&job_spec)?;
     Ok(Job {
-        metadata: meta(cs, names::migration_job_name(cs, &fingerprint), "migrate"),
+        metadata: meta(cs, names::migration_job_name(cs, &migration_set(cs)), "migrate"),
         spec: Some(job_spec),
         status: None,
     })

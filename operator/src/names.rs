@@ -125,14 +125,10 @@ pub fn labels(cs: &ChatSystem, component: &str, tag: &str) -> BTreeMap<String, S
     labels
 }
 
-/// Name of the migrations Job for one pod template: a new image (or new migration settings) gets a
-/// new Job, and a Job's template, which Kubernetes never lets change, is never re-applied changed.
-pub fn migration_job_name(cs: &ChatSystem, template_fingerprint: &str) -> String {
-    format!(
-        "{}-migrate-{:08x}",
-        cs_name(cs),
-        fnv1a32(template_fingerprint.as_bytes())
-    )
+/// Name of the migrations Job for one migration set (image and target database): a new image
+/// gets a new Job, anything else keeps the one that ran.
+pub fn migration_job_name(cs: &ChatSystem, migration_set: &str) -> String {
+    format!("{}-migrate-{:08x}", cs_name(cs), fnv1a32(migration_set.as_bytes()))
 }
 
 // A stable hash (unlike std's, which may change between Rust releases): names must survive an

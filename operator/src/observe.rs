@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{ListParams, ObjectMeta};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -24,6 +24,9 @@ pub struct Observed {
     pub deployments: BTreeMap<Component, ObservedDeployment>,
     /// Owned migrations Jobs by name.
     pub jobs: BTreeMap<String, JobPhase>,
+    /// Why a component's rollout is stuck (a pod that cannot start, a passed progress deadline),
+    /// as `(reason, message)`; components with nothing wrong are absent.
+    pub stuck: BTreeMap<Component, Vec<(String, String)>>,
     /// Names of owned HPAs and PDBs, to delete those no longer wanted.
     pub hpas: BTreeSet<String>,
     pub pdbs: BTreeSet<String>,
@@ -103,7 +106,22 @@ pub async fn observe(client: &Client, cs: &ChatSystem) -> Result<Observed, Error
         let Some(component) = d.labels().get(COMPONENT_LABEL).and_then(|c| Component::from_label(c)) else {
             continue;
         };
+        if let Some(stuck) = progress_deadline_exceeded(&d) {
+            observed.stuck.entry(component).or_default().push(stuck);
+        }
         observed.deployments.insert(component, observe_deployment(&d));
+    }
+
+    // Pods carry the instance labels of their template; they are owned by ReplicaSets, so the
+    // labels (with the managed-by label only we set) are what ties them to this ChatSystem.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for pod in pods.list(&list).await? {
+        let Some(component) = pod.labels().get(COMPONENT_LABEL).and_then(|c| Component::from_label(c)) else {
+            continue;
+        };
+        for stuck in stuck_containers(&pod) {
+            observed.stuck.entry(component).or_default().push(stuck);
+        }
     }
 
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
@@ -181,6 +199,50 @@ pub fn manager_owns_replicas(meta: &ObjectMeta, manager: &str) -> bool {
                 .and_then(|s| s.get("f:replicas"))
                 .is_some()
     })
+}
+
+/// Container waiting reasons that do not fix themselves: the rollout cannot finish until someone
+/// changes the image, the spec or what the pods depend on.
+pub const STUCK_REASONS: [&str; 5] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+];
+
+/// The Deployment controller gave up waiting for progress (`progressDeadlineSeconds`).
+pub fn progress_deadline_exceeded(d: &Deployment) -> Option<(String, String)> {
+    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| {
+            c.type_.as_deref() == Some("Progressing")
+                && c.status.as_deref() == Some("False")
+                && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+        .map(|c| {
+            let message = c.message.clone().unwrap_or_default();
+            (
+                "ProgressDeadlineExceeded".to_string(),
+                format!("Deployment {}: {message}", d.name_any()),
+            )
+        })
+}
+
+/// Containers of `pod` waiting for one of [`STUCK_REASONS`].
+pub fn stuck_containers(pod: &Pod) -> Vec<(String, String)> {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.as_ref());
+    statuses
+        .into_iter()
+        .flatten()
+        .filter_map(|cs| {
+            let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref().filter(|r| STUCK_REASONS.contains(r))?;
+            let detail = waiting.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default();
+            Some((reason.to_string(), format!("pod {} {reason}{detail}", pod.name_any())))
+        })
+        .collect()
 }
 
 pub fn job_phase(job: &Job) -> JobPhase {

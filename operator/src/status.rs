@@ -118,6 +118,17 @@ pub fn compute(inputs: &Inputs) -> ChatSystemStatus {
         )
     };
 
+    // A rollout that cannot finish on its own is Degraded, whatever else is going on (an invalid
+    // spec or a failed migration already is, with its own reason).
+    let stuck: Vec<&(String, String)> = observed.stuck.values().flatten().collect();
+    let degraded = match stuck.first() {
+        Some((reason, _)) if !degraded.0 => {
+            let message = stuck.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+            (true, reason.as_str(), message)
+        }
+        _ => degraded,
+    };
+
     let old = cs.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let conditions = [(READY, ready), (PROGRESSING, progressing), (DEGRADED, degraded)]
         .into_iter()

@@ -309,3 +309,28 @@ fn elasticsearch_basic_auth_comes_from_secrets() {
         assert_eq!(env_value(&c, "CHAT_ELASTICSEARCH_API_KEY"), None);
     }
 }
+
+#[test]
+fn the_migrations_job_is_named_by_image_and_database_only() {
+    use chat_operator::build::migration_job;
+    use kube::ResourceExt;
+    let name = |cs: &chat_operator::crd::ChatSystem| migration_job(cs).unwrap().name_any();
+    let base = fixture("minimal");
+    let mut same = base.clone();
+    same.spec.common.log_level = Some("debug".into());
+    same.spec.common.db_pool = Some(4);
+    same.spec.migrations.backoff_limit = 7;
+    same.spec.redis.key_prefix = Some("x:".into());
+    assert_eq!(
+        name(&same),
+        name(&base),
+        "settings outside the migration set keep the Job"
+    );
+    let mut new_image = base.clone();
+    new_image.spec.image.tag = "1.0.1".into();
+    let mut new_database = base.clone();
+    new_database.spec.database.url_secret_ref.key = "other-url".into();
+    for other in [new_image, new_database] {
+        assert_ne!(name(&other), name(&base));
+    }
+}

@@ -179,6 +179,7 @@ impl ApiServer {
                 "DeploymentList",
                 &world.deployments,
             ),
+            ("/api/v1/namespaces/default/pods", "PodList", &world.pods),
             ("/apis/batch/v1/namespaces/default/jobs", "JobList", &world.jobs),
             (
                 "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
@@ -239,6 +240,7 @@ pub struct World {
     /// Referenced ConfigMaps in the order observe reads them (by name), `None` when missing.
     pub config_maps: Vec<(String, Option<Value>)>,
     pub deployments: Vec<Value>,
+    pub pods: Vec<Value>,
     pub jobs: Vec<Value>,
     pub hpas: Vec<Value>,
     pub pdbs: Vec<Value>,
@@ -303,4 +305,21 @@ pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .iter()
         .find(|c| c["type"] == type_)
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// A pod of `component` whose container waits with `reason` (none: running).
+pub fn pod(component: &str, name: &str, reason: Option<&str>) -> Value {
+    let state = match reason {
+        Some(reason) => json!({"waiting": {"reason": reason, "message": format!("{reason} detail")}}),
+        None => json!({"running": {}}),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default",
+            "labels": {"app.kubernetes.io/component": component, "app.kubernetes.io/instance": "chat",
+                       "app.kubernetes.io/name": "chat-system", "app.kubernetes.io/managed-by": "chat-operator"}},
+        "spec": {"containers": [{"name": "chat-system"}]},
+        "status": {"containerStatuses": [{"name": "chat-system", "image": "x", "imageID": "", "ready": false,
+                                          "restartCount": 5, "state": state}]}
+    })
 }
