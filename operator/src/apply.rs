@@ -44,7 +44,7 @@ pub async fn apply(client: &Client, ns: &str, desired: &Desired) -> Result<(), E
         }
     }
 
-    if let Some(job) = &desired.job {
+    if let Some(job) = desired.job.as_ref().filter(|_| desired.rollout.job_phase.is_none()) {
         apply_one(client, ns, job).await?;
     }
     if let Some(service) = &desired.service {

@@ -11,9 +11,10 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
-    LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretKeySelector,
-    SecurityContext, Service, ServicePort, ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, KeyToPath, LocalObjectReference, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec as K8sServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -22,7 +23,7 @@ use kube::{Resource, ResourceExt};
 use serde::Serialize;
 
 use crate::Error;
-use crate::crd::{ChatSystem, ConnectionSpec, LogFormat};
+use crate::crd::{CaBundleSpec, ChatSystem, ChatSystemSpec, EnvVarSpec, LogFormat, SecretKeyRef};
 use crate::names::{self, CONTAINER, Component};
 use crate::observe::{JobPhase, Observed};
 
@@ -36,7 +37,9 @@ const RUN_AS: i64 = 10001;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
     pub rollout: Rollout,
-    /// The migrations Job for the desired image (when migrations are enabled).
+    /// The migrations Job for the desired image (when migrations are enabled). Applied only
+    /// while it does not exist (`rollout.job_phase` is `None`): a Job's pod template is
+    /// immutable, and other settings (log level, env) may have changed since under its name.
     pub job: Option<Job>,
     pub service: Option<Service>,
     /// Deployments not held back by a migrations Job that has not succeeded yet.
@@ -125,6 +128,9 @@ pub fn build(cs: &ChatSystem, observed: &Observed) -> Result<Desired, Error> {
     };
 
     desired.service = Some(api_service(cs));
+    // Not on the migrations Job: its name follows its template, and a new Secret value is no
+    // reason to run migrations again.
+    let hash = config_hash(cs, observed);
 
     for component in Component::ALL {
         let current = observed.deployments.get(&component);
@@ -142,7 +148,7 @@ pub fn build(cs: &ChatSystem, observed: &Observed) -> Result<Desired, Error> {
             }
         };
         let scaling = component.autoscaling(spec);
-        desired.deployments.push(deployment(cs, component, &image)?);
+        desired.deployments.push(deployment(cs, component, &image, &hash)?);
         if scaling.enabled {
             desired.hpas.push(hpa(cs, component)?);
             if let Some(current) = current.filter(|d| d.replicas_owned_by_us) {
@@ -201,13 +207,13 @@ fn meta_at(cs: &ChatSystem, name: String, component: &str, version: &str) -> Obj
     }
 }
 
-fn secret_env(name: &str, conn: &ConnectionSpec) -> EnvVar {
+fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
             secret_key_ref: Some(SecretKeySelector {
-                name: conn.url_secret_ref.name.clone(),
-                key: conn.url_secret_ref.key.clone(),
+                name: secret.name.clone(),
+                key: secret.key.clone(),
                 optional: Some(false),
             }),
             ..EnvVarSource::default()
@@ -230,12 +236,37 @@ fn role_env(cs: &ChatSystem, role: &str) -> Vec<EnvVar> {
     let spec = &cs.spec;
     let common = &spec.common;
     let mut vars = vec![
-        secret_env("DATABASE_URL", &spec.database),
-        secret_env("REDIS_URL", &spec.redis),
-        secret_env("ELASTICSEARCH_URL", &spec.elasticsearch),
+        secret_env("DATABASE_URL", &spec.database.url_secret_ref),
+        secret_env("REDIS_URL", &spec.redis.url_secret_ref),
+        secret_env("ELASTICSEARCH_URL", &spec.elasticsearch.url_secret_ref),
+        env(
+            "CHAT_REDIS_PREFIX",
+            spec.redis
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| names::default_redis_prefix(cs)),
+        ),
+        env(
+            "CHAT_SEARCH_INDEX",
+            spec.elasticsearch
+                .index
+                .clone()
+                .unwrap_or_else(|| names::default_search_index(cs)),
+        ),
         env("CHAT_DATA_DIR", DATA_DIR),
         env("LOG_FORMAT", common.log_format.unwrap_or(LogFormat::Json).as_str()),
     ];
+    for bundle in ca_bundles(spec) {
+        vars.push(env(bundle.env, format!("{}/{CA_FILE}", bundle.dir())));
+    }
+    let es = &spec.elasticsearch;
+    if let Some(r) = &es.api_key_secret_ref {
+        vars.push(secret_env("CHAT_ELASTICSEARCH_API_KEY", r));
+    }
+    if let Some(auth) = &es.basic_auth {
+        vars.push(secret_env("CHAT_ELASTICSEARCH_USERNAME", &auth.username_secret_ref));
+        vars.push(secret_env("CHAT_ELASTICSEARCH_PASSWORD", &auth.password_secret_ref));
+    }
     let mut optional = |name: &str, value: Option<String>| {
         if let Some(value) = value {
             vars.push(env(name, value));
@@ -245,6 +276,7 @@ fn role_env(cs: &ChatSystem, role: &str) -> Vec<EnvVar> {
     optional("OTEL_EXPORTER_OTLP_ENDPOINT", common.otlp_endpoint.clone());
     optional("CHAT_DB_POOL", common.db_pool.map(|v| v.to_string()));
     if role == "migrate" {
+        vars.extend(passthrough_env(&common.env, &[]));
         return vars;
     }
     optional(
@@ -254,6 +286,7 @@ fn role_env(cs: &ChatSystem, role: &str) -> Vec<EnvVar> {
     match role {
         "api" => {
             optional("CHAT_MAX_BODY_BYTES", spec.api.max_body_bytes.map(|v| v.to_string()));
+            optional("CHAT_TRUSTED_PROXY_HEADER", spec.api.trusted_proxy_header.clone());
         }
         "indexer" => {
             optional("CHAT_INDEXER_BATCH", spec.indexer.batch_size.map(|v| v.to_string()));
@@ -283,7 +316,104 @@ fn role_env(cs: &ChatSystem, role: &str) -> Vec<EnvVar> {
     if role == "api" {
         vars.push(env("CHAT_LISTEN", format!("0.0.0.0:{API_PORT}")));
     }
+    let own = match role {
+        "api" => &spec.api.env,
+        "indexer" => &spec.indexer.env,
+        _ => &spec.counter.env,
+    };
+    vars.extend(passthrough_env(&common.env, own));
     vars
+}
+
+/// `common.env` then the component's `env`, a component entry replacing the common one of the
+/// same name (in its place, so the order stays readable). Reserved names never get here:
+/// validation refuses them before anything is built.
+fn passthrough_env(common: &[EnvVarSpec], own: &[EnvVarSpec]) -> Vec<EnvVar> {
+    let to_env = |e: &EnvVarSpec| EnvVar {
+        name: e.name.clone(),
+        value: e.value.clone(),
+        value_from: e.value_from.clone(),
+    };
+    let mut out: Vec<EnvVar> = common
+        .iter()
+        .map(|c| own.iter().rev().find(|o| o.name == c.name).unwrap_or(c))
+        .map(to_env)
+        .collect();
+    out.extend(
+        own.iter()
+            .filter(|o| !common.iter().any(|c| c.name == o.name))
+            .map(to_env),
+    );
+    out
+}
+
+/// File name of every mounted CA bundle, inside its own directory.
+const CA_FILE: &str = "ca.crt";
+/// Parent of the CA bundle directories.
+pub const CA_DIR: &str = "/etc/chat-system/ca";
+
+/// A CA bundle the spec asks for, with where it is mounted.
+struct MountedCa<'a> {
+    /// `database`, `redis` or `elasticsearch`: the directory and the volume name's suffix.
+    service: &'static str,
+    env: &'static str,
+    bundle: &'a CaBundleSpec,
+}
+
+impl MountedCa<'_> {
+    fn dir(&self) -> String {
+        format!("{CA_DIR}/{}", self.service)
+    }
+
+    fn volume_name(&self) -> String {
+        format!("ca-{}", self.service)
+    }
+
+    fn volume(&self) -> Volume {
+        let items = |key: &str| {
+            Some(vec![KeyToPath {
+                key: key.to_string(),
+                path: CA_FILE.to_string(),
+                ..KeyToPath::default()
+            }])
+        };
+        let mut volume = Volume {
+            name: self.volume_name(),
+            ..Volume::default()
+        };
+        // Validation guarantees exactly one of the two.
+        if let Some(r) = &self.bundle.secret_key_ref {
+            volume.secret = Some(SecretVolumeSource {
+                secret_name: Some(r.name.clone()),
+                items: items(&r.key),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            });
+        } else if let Some(r) = &self.bundle.config_map_key_ref {
+            volume.config_map = Some(ConfigMapVolumeSource {
+                name: r.name.clone(),
+                items: items(&r.key),
+                optional: Some(false),
+                ..ConfigMapVolumeSource::default()
+            });
+        }
+        volume
+    }
+}
+
+fn ca_bundles(spec: &ChatSystemSpec) -> Vec<MountedCa<'_>> {
+    [
+        ("database", "CHAT_DATABASE_CA_FILE", &spec.database.ca_bundle),
+        ("redis", "CHAT_REDIS_CA_FILE", &spec.redis.ca_bundle),
+        (
+            "elasticsearch",
+            "CHAT_ELASTICSEARCH_CA_FILE",
+            &spec.elasticsearch.ca_bundle,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(service, env, bundle)| bundle.as_ref().map(|bundle| MountedCa { service, env, bundle }))
+    .collect()
 }
 
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
@@ -298,6 +428,28 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
         failure_threshold: Some(failures),
         ..Probe::default()
     }
+}
+
+/// Pod-template annotation holding [`config_hash`]: a change rolls the Deployment's pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "chatsystem.dev/config-hash";
+
+/// One SHA-256 over every referenced Secret and ConfigMap key's value fingerprint (as observe
+/// read them), so the pods roll when a value they read changes, and only then: other keys of the
+/// same Secret, or its metadata, do not count. A reference observe found no value for counts as
+/// absent, which is a change too once it appears.
+pub fn config_hash(cs: &ChatSystem, observed: &Observed) -> String {
+    let mut text = String::new();
+    for r in cs.spec.references() {
+        let value = observed
+            .sources
+            .get(&(r.kind, r.name.clone()))
+            .and_then(|keys| keys.as_ref())
+            .and_then(|keys| keys.get(&r.key))
+            .map_or("absent", String::as_str);
+        // Names and keys cannot contain a newline or a space, so this framing is unambiguous.
+        text.push_str(&format!("{} {} {} {value}\n", r.kind.as_str(), r.name, r.key));
+    }
+    crate::observe::fingerprint(text.as_bytes())
 }
 
 fn pod_template(cs: &ChatSystem, role: &str, image: &str, long_running: bool) -> PodTemplateSpec {
@@ -320,6 +472,39 @@ fn pod_template(cs: &ChatSystem, role: &str, image: &str, long_running: bool) ->
         );
     }
     let resources = Component::from_label(role).and_then(|c| c.resources(spec)).cloned();
+    let mut mounts = vec![
+        VolumeMount {
+            name: "data".to_string(),
+            mount_path: DATA_DIR.to_string(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "data".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    for ca in ca_bundles(spec) {
+        mounts.push(VolumeMount {
+            name: ca.volume_name(),
+            mount_path: ca.dir(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        volumes.push(ca.volume());
+    }
     let container = Container {
         name: CONTAINER.to_string(),
         image: Some(image.to_string()),
@@ -342,18 +527,7 @@ fn pod_template(cs: &ChatSystem, role: &str, image: &str, long_running: bool) ->
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".to_string(),
-                mount_path: DATA_DIR.to_string(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_string(),
-                mount_path: "/tmp".to_string(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
     let annotations = long_running.then(|| {
@@ -394,21 +568,18 @@ fn pod_template(cs: &ChatSystem, role: &str, image: &str, long_running: bool) ->
                 }),
                 ..PodSecurityContext::default()
             }),
-            volumes: Some(vec![
-                Volume {
-                    name: "data".to_string(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                },
-                Volume {
-                    name: "tmp".to_string(),
-                    empty_dir: Some(EmptyDirVolumeSource::default()),
-                    ..Volume::default()
-                },
-            ]),
+            volumes: Some(volumes),
             ..PodSpec::default()
         }),
     }
+}
+
+/// What decides which migrations run where: the image (its migrations) and the database it
+/// migrates. Nothing else names the Job, so a new log level or env entry does not run the
+/// migrations again.
+fn migration_set(cs: &ChatSystem) -> String {
+    let db = &cs.spec.database.url_secret_ref;
+    format!("{}\n{}\n{}", cs.spec.image.reference(), db.name, db.key)
 }
 
 pub fn migration_job(cs: &ChatSystem) -> Result<Job, Error> {
@@ -419,15 +590,14 @@ pub fn migration_job(cs: &ChatSystem) -> Result<Job, Error> {
         template: pod_template(cs, "migrate", &spec.image.reference(), false),
         ..JobSpec::default()
     };
-    let fingerprint = serde_json::to_string(&job_spec)?;
     Ok(Job {
-        metadata: meta(cs, names::migration_job_name(cs, &fingerprint), "migrate"),
+        metadata: meta(cs, names::migration_job_name(cs, &migration_set(cs)), "migrate"),
         spec: Some(job_spec),
         status: None,
     })
 }
 
-fn deployment(cs: &ChatSystem, component: Component, image: &str) -> Result<Deployment, Error> {
+fn deployment(cs: &ChatSystem, component: Component, image: &str, config_hash: &str) -> Result<Deployment, Error> {
     let spec = &cs.spec;
     let role = component.as_str();
     // With an HPA the field is left out of the applied object, so the HPA owns it; see
@@ -450,7 +620,13 @@ fn deployment(cs: &ChatSystem, component: Component, image: &str) -> Result<Depl
                     max_unavailable: Some(IntOrString::Int(0)),
                 }),
             }),
-            template: pod_template(cs, role, image, true),
+            template: {
+                let mut template = pod_template(cs, role, image, true);
+                if let Some(annotations) = template.metadata.as_mut().and_then(|m| m.annotations.as_mut()) {
+                    annotations.insert(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string());
+                }
+                template
+            },
             ..DeploymentSpec::default()
         },
         status: None,

@@ -71,7 +71,10 @@ async fn reconcile_inner(cs: &ChatSystem, ctx: &Context) -> Result<Action, Error
 
     let observed = observe::observe(&ctx.client, cs).await?;
     let problems = validate::validate(cs, &observed);
-    let desired = if problems.is_empty() {
+    let desired = if cs.spec.paused {
+        info!("spec.paused; nothing applied");
+        None
+    } else if problems.is_empty() {
         let desired = build::build(cs, &observed)?;
         apply::apply(&ctx.client, &ns, &desired).await?;
         Some(desired)

@@ -6,7 +6,7 @@
 //! Cross-field rules live in the CRD as CEL (`x-kubernetes-validations`); what CEL cannot see
 //! (Secrets, for instance) is checked in `validate.rs`.
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{EnvVarSource, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -57,11 +57,11 @@ pub struct ChatSystemSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub image_pull_secrets: Vec<String>,
     /// MySQL connection (`DATABASE_URL`).
-    pub database: ConnectionSpec,
+    pub database: DatabaseSpec,
     /// Redis connection (`REDIS_URL`): numbering, queue and fan-out across replicas.
-    pub redis: ConnectionSpec,
+    pub redis: RedisSpec,
     /// Elasticsearch connection (`ELASTICSEARCH_URL`): pods keep no local search index.
-    pub elasticsearch: ConnectionSpec,
+    pub elasticsearch: ElasticsearchSpec,
     /// Schema migrations run as a Job before any Deployment rolls to a new image.
     #[serde(default)]
     pub migrations: MigrationsSpec,
@@ -77,6 +77,124 @@ pub struct ChatSystemSpec {
     /// Settings shared by every component. Unset fields keep the binary's defaults.
     #[serde(default, skip_serializing_if = "CommonSpec::is_empty")]
     pub common: CommonSpec,
+    /// Stop reconciling: nothing is applied or deleted (no rollout, no migrations Job, no
+    /// clean-up) until it is false again; status keeps reporting what runs. For hands-on
+    /// maintenance, or to stage several spec changes into one rollout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+}
+
+/// Where a referenced value lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SourceKind {
+    Secret,
+    ConfigMap,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Secret => "Secret",
+            SourceKind::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// One key of a Secret or ConfigMap the spec refers to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// Where in the spec, for messages (`redis.caBundle`).
+    pub field: String,
+    pub kind: SourceKind,
+    pub name: String,
+    pub key: String,
+    /// An `env` valueFrom marked optional: its absence is not a problem.
+    pub optional: bool,
+}
+
+impl ChatSystemSpec {
+    /// Every Secret and ConfigMap key the pods read, in spec order: observe fetches them,
+    /// validate checks they exist, and build hashes them so a change rolls the pods.
+    pub fn references(&self) -> Vec<Reference> {
+        let mut out = Vec::new();
+        let secret = |field: &str, r: &SecretKeyRef| Reference {
+            field: field.to_string(),
+            kind: SourceKind::Secret,
+            name: r.name.clone(),
+            key: r.key.clone(),
+            optional: false,
+        };
+        out.push(secret("database.urlSecretRef", &self.database.url_secret_ref));
+        out.push(secret("redis.urlSecretRef", &self.redis.url_secret_ref));
+        out.push(secret("elasticsearch.urlSecretRef", &self.elasticsearch.url_secret_ref));
+        let es = &self.elasticsearch;
+        if let Some(r) = &es.api_key_secret_ref {
+            out.push(secret("elasticsearch.apiKeySecretRef", r));
+        }
+        if let Some(auth) = &es.basic_auth {
+            out.push(secret(
+                "elasticsearch.basicAuth.usernameSecretRef",
+                &auth.username_secret_ref,
+            ));
+            out.push(secret(
+                "elasticsearch.basicAuth.passwordSecretRef",
+                &auth.password_secret_ref,
+            ));
+        }
+        for (field, bundle) in [
+            ("database.caBundle", &self.database.ca_bundle),
+            ("redis.caBundle", &self.redis.ca_bundle),
+            ("elasticsearch.caBundle", &es.ca_bundle),
+        ] {
+            match bundle {
+                Some(CaBundleSpec {
+                    secret_key_ref: Some(r),
+                    ..
+                }) => out.push(secret(field, r)),
+                Some(CaBundleSpec {
+                    config_map_key_ref: Some(r),
+                    ..
+                }) => out.push(Reference {
+                    field: field.to_string(),
+                    kind: SourceKind::ConfigMap,
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                    optional: false,
+                }),
+                _ => {}
+            }
+        }
+        for (field, list) in [
+            ("common.env", &self.common.env),
+            ("api.env", &self.api.env),
+            ("indexer.env", &self.indexer.env),
+            ("counter.env", &self.counter.env),
+        ] {
+            for e in list {
+                let Some(from) = &e.value_from else { continue };
+                let field = format!("{field}[{}]", e.name);
+                if let Some(r) = &from.secret_key_ref {
+                    out.push(Reference {
+                        field: field.clone(),
+                        kind: SourceKind::Secret,
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        optional: r.optional.unwrap_or(false),
+                    });
+                }
+                if let Some(r) = &from.config_map_key_ref {
+                    out.push(Reference {
+                        field,
+                        kind: SourceKind::ConfigMap,
+                        name: r.name.clone(),
+                        key: r.key.clone(),
+                        optional: r.optional.unwrap_or(false),
+                    });
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Container image reference.
@@ -119,11 +237,150 @@ impl PullPolicy {
     }
 }
 
-/// A backing service, reachable through a URL kept in a Secret (never in the spec).
+/// MySQL, reachable through a URL kept in a Secret (never in the spec).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ConnectionSpec {
+pub struct DatabaseSpec {
     pub url_secret_ref: SecretKeyRef,
+    /// CA bundle the server's certificate is verified against (`CHAT_DATABASE_CA_FILE`). TLS
+    /// itself is asked for in the URL (`ssl-mode=VERIFY_IDENTITY`, for instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundleSpec>,
+}
+
+/// Redis, reachable through a URL kept in a Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    pub url_secret_ref: SecretKeyRef,
+    /// Prefix of every Redis key this installation writes (`CHAT_REDIS_PREFIX`), so several
+    /// installations can share one Redis. Unset: `chat:<namespace>:<name>:`, unique per
+    /// ChatSystem. `""` is the binary's own default (no prefix). Changing it on a live system
+    /// orphans the keys under the old prefix (queued events not yet indexed or counted, dead
+    /// letters, idempotency keys, rate-limit buckets, live-stream history); numbering counters
+    /// are re-seeded from the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub key_prefix: Option<String>,
+    /// CA bundle a `rediss://` server's certificate is verified against (`CHAT_REDIS_CA_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundleSpec>,
+}
+
+/// Elasticsearch, reachable through a URL kept in a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.apiKeySecretRef) && has(self.basicAuth))").message("elasticsearch: set apiKeySecretRef or basicAuth, not both"))]
+pub struct ElasticsearchSpec {
+    pub url_secret_ref: SecretKeyRef,
+    /// Index (or alias) holding this installation's messages (`CHAT_SEARCH_INDEX`). Unset:
+    /// `chat_messages_<namespace>_<name>`, unique per ChatSystem. Changing it on a live system
+    /// starts an empty index (searches find nothing until `chat-system reindex` ran) and leaves
+    /// the old one behind. The pattern is Elasticsearch's own rule for index names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = r"^[a-z0-9][-_.+a-z0-9]*$"))]
+    pub index: Option<String>,
+    /// CA bundle an `https://` server's certificate is verified against
+    /// (`CHAT_ELASTICSEARCH_CA_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<CaBundleSpec>,
+    /// API key, the base64 `id:api_key` form Elasticsearch returns as `encoded`
+    /// (`CHAT_ELASTICSEARCH_API_KEY`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Basic authentication (`CHAT_ELASTICSEARCH_USERNAME`, `CHAT_ELASTICSEARCH_PASSWORD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthSpec>,
+}
+
+/// Username and password, each a key of a Secret (they may be the same Secret).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BasicAuthSpec {
+    pub username_secret_ref: SecretKeyRef,
+    pub password_secret_ref: SecretKeyRef,
+}
+
+/// A PEM CA bundle kept in one key of a Secret or of a ConfigMap, mounted read-only into every
+/// pod; the operator sets the matching `CHAT_*_CA_FILE` to its path.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.configMapKeyRef)").message("caBundle: set exactly one of secretKeyRef and configMapKeyRef"))]
+pub struct CaBundleSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<ConfigMapKeyRef>,
+}
+
+/// A key of a ConfigMap in the ChatSystem's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyRef {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    pub name: String,
+    /// Key inside the ConfigMap's data.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// One environment variable for settings without a field of their own. Values are passed to
+/// the binary as they are; it validates them at start-up (a bad one makes the pods crash-loop).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(RESERVED_ENV_RULE).message(RESERVED_ENV_MESSAGE),
+    validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("env: set value or valueFrom, not both")
+)]
+pub struct EnvVarSpec {
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A Secret key, ConfigMap key or field of the pod, as in a container's `env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// Variables the operator sets from spec fields. `env` cannot set them, so every setting has
+/// exactly one place in the spec (and the operator's wiring, such as listen addresses, stays).
+pub const RESERVED_ENV: [&str; 26] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ELASTICSEARCH_URL",
+    "CHAT_DATA_DIR",
+    "CHAT_LISTEN",
+    "CHAT_ADMIN_LISTEN",
+    "LOG_FORMAT",
+    "RUST_LOG",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "CHAT_DB_POOL",
+    "CHAT_SHUTDOWN_GRACE_S",
+    "CHAT_MAX_BODY_BYTES",
+    "CHAT_TRUSTED_PROXY_HEADER",
+    "CHAT_INDEXER_BATCH",
+    "CHAT_INDEXER_FLUSH_MS",
+    "CHAT_COUNTER_FLUSH_MS",
+    "CHAT_QUEUE_CLAIM_IDLE_MS",
+    "CHAT_QUEUE_MAX_ATTEMPTS",
+    "CHAT_REDIS_PREFIX",
+    "CHAT_SEARCH_INDEX",
+    "CHAT_DATABASE_CA_FILE",
+    "CHAT_REDIS_CA_FILE",
+    "CHAT_ELASTICSEARCH_CA_FILE",
+    "CHAT_ELASTICSEARCH_API_KEY",
+    "CHAT_ELASTICSEARCH_USERNAME",
+    "CHAT_ELASTICSEARCH_PASSWORD",
+];
+// The same list as CEL (a test checks they agree).
+const RESERVED_ENV_RULE: &str = "!(self.name in ['DATABASE_URL', 'REDIS_URL', 'ELASTICSEARCH_URL', 'CHAT_DATA_DIR', 'CHAT_LISTEN', 'CHAT_ADMIN_LISTEN', 'LOG_FORMAT', 'RUST_LOG', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'CHAT_DB_POOL', 'CHAT_SHUTDOWN_GRACE_S', 'CHAT_MAX_BODY_BYTES', 'CHAT_TRUSTED_PROXY_HEADER', 'CHAT_INDEXER_BATCH', 'CHAT_INDEXER_FLUSH_MS', 'CHAT_COUNTER_FLUSH_MS', 'CHAT_QUEUE_CLAIM_IDLE_MS', 'CHAT_QUEUE_MAX_ATTEMPTS', 'CHAT_REDIS_PREFIX', 'CHAT_SEARCH_INDEX', 'CHAT_DATABASE_CA_FILE', 'CHAT_REDIS_CA_FILE', 'CHAT_ELASTICSEARCH_CA_FILE', 'CHAT_ELASTICSEARCH_API_KEY', 'CHAT_ELASTICSEARCH_USERNAME', 'CHAT_ELASTICSEARCH_PASSWORD'])";
+const RESERVED_ENV_MESSAGE: &str =
+    "env cannot set a variable the operator manages; set the ChatSystem field for it (docs/crd-reference.md)";
+
+/// The CEL rule's list, for the test that it matches [`RESERVED_ENV`].
+pub fn reserved_env_rule() -> &'static str {
+    RESERVED_ENV_RULE
 }
 
 /// A key of a Secret in the ChatSystem's namespace.
@@ -217,10 +474,23 @@ pub struct ApiSpec {
     pub service: ServiceSpec,
     #[serde(default)]
     pub pod_disruption_budget: PdbSpec,
-    /// Largest message body in UTF-8 bytes (`CHAT_MAX_BODY_BYTES`; binary default 65536).
+    /// Largest message body in UTF-8 bytes, at most 1 MiB (`CHAT_MAX_BODY_BYTES`; binary default
+    /// 65536).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1048576))]
     pub max_body_bytes: Option<i64>,
+    /// Header carrying the client address set by the ingress or load balancer in front of the
+    /// api, e.g. `X-Forwarded-For` (its right-most entry is used) (`CHAT_TRUSTED_PROXY_HEADER`).
+    /// Unset: the TCP peer address, which behind a proxy makes the per-address limit on creating
+    /// applications one bucket for everybody. Set it only when that proxy overwrites the header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$"))]
+    pub trusted_proxy_header: Option<String>,
+    /// Extra environment of this component's pods, after `common.env` (an entry here replaces
+    /// a `common.env` entry of the same name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub env: Vec<EnvVarSpec>,
 }
 
 impl Default for ApiSpec {
@@ -232,6 +502,8 @@ impl Default for ApiSpec {
             service: ServiceSpec::default(),
             pod_disruption_budget: PdbSpec::default(),
             max_body_bytes: None,
+            trusted_proxy_header: None,
+            env: Vec::new(),
         }
     }
 }
@@ -251,10 +523,15 @@ pub struct IndexerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10000))]
     pub batch_size: Option<i32>,
-    /// Longest wait before a partial batch is flushed (`CHAT_INDEXER_FLUSH_MS`; default 200).
+    /// Longest wait before a partial batch is flushed (`CHAT_INDEXER_FLUSH_MS`; binary default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 60000))]
     pub flush_interval_ms: Option<i64>,
+    /// Extra environment of this component's pods, after `common.env` (an entry here replaces
+    /// a `common.env` entry of the same name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub env: Vec<EnvVarSpec>,
 }
 
 impl Default for IndexerSpec {
@@ -265,6 +542,7 @@ impl Default for IndexerSpec {
             autoscaling: AutoscalingSpec::default(),
             batch_size: None,
             flush_interval_ms: None,
+            env: Vec::new(),
         }
     }
 }
@@ -282,8 +560,13 @@ pub struct CounterSpec {
     pub autoscaling: AutoscalingSpec,
     /// Interval between count flushes (`CHAT_COUNTER_FLUSH_MS`; binary default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 3600000))]
     pub flush_interval_ms: Option<i64>,
+    /// Extra environment of this component's pods, after `common.env` (an entry here replaces
+    /// a `common.env` entry of the same name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub env: Vec<EnvVarSpec>,
 }
 
 impl Default for CounterSpec {
@@ -293,6 +576,7 @@ impl Default for CounterSpec {
             resources: None,
             autoscaling: AutoscalingSpec::default(),
             flush_interval_ms: None,
+            env: Vec::new(),
         }
     }
 }
@@ -387,17 +671,23 @@ pub struct CommonSpec {
     /// Idle time after which a worker takes over a dead consumer's entries
     /// (`CHAT_QUEUE_CLAIM_IDLE_MS`; binary default 30000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 100, max = 86400000))]
     pub queue_claim_idle_ms: Option<i64>,
     /// Delivery attempts before an entry goes to the dead-letter stream
     /// (`CHAT_QUEUE_MAX_ATTEMPTS`; binary default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub queue_max_attempts: Option<i32>,
     /// OTLP endpoint for traces (`OTEL_EXPORTER_OTLP_ENDPOINT`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub otlp_endpoint: Option<String>,
+    /// Extra environment of every pod, the migrations Job's included, for settings without a
+    /// field (see the configuration table in the README). A component's own `env` entry of the
+    /// same name wins. Variables a field sets are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub env: Vec<EnvVarSpec>,
 }
 
 impl CommonSpec {

@@ -77,6 +77,23 @@ pub fn cs_name(cs: &ChatSystem) -> &str {
     cs.metadata.name.as_deref().unwrap_or("chat")
 }
 
+fn cs_namespace(cs: &ChatSystem) -> &str {
+    cs.metadata.namespace.as_deref().unwrap_or("default")
+}
+
+/// `CHAT_REDIS_PREFIX` when `redis.keyPrefix` is unset. Namespaces and ChatSystem names never
+/// contain `:`, so two ChatSystems can never derive the same prefix (nor one a prefix of another's).
+pub fn default_redis_prefix(cs: &ChatSystem) -> String {
+    format!("chat:{}:{}:", cs_namespace(cs), cs_name(cs))
+}
+
+/// `CHAT_SEARCH_INDEX` when `elasticsearch.index` is unset: unique for the same reason, with `_`
+/// (which neither namespaces nor names contain) as the separator, all lowercase as Elasticsearch
+/// requires.
+pub fn default_search_index(cs: &ChatSystem) -> String {
+    format!("chat_messages_{}_{}", cs_namespace(cs), cs_name(cs))
+}
+
 /// Labels that select exactly the objects one ChatSystem owns (stable across image versions).
 pub fn instance_selector(cs: &ChatSystem) -> String {
     format!(
@@ -108,14 +125,10 @@ pub fn labels(cs: &ChatSystem, component: &str, tag: &str) -> BTreeMap<String, S
     labels
 }
 
-/// Name of the migrations Job for one pod template: a new image (or new migration settings) gets a
-/// new Job, and a Job's template, which Kubernetes never lets change, is never re-applied changed.
-pub fn migration_job_name(cs: &ChatSystem, template_fingerprint: &str) -> String {
-    format!(
-        "{}-migrate-{:08x}",
-        cs_name(cs),
-        fnv1a32(template_fingerprint.as_bytes())
-    )
+/// Name of the migrations Job for one migration set (image and target database): a new image
+/// gets a new Job, anything else keeps the one that ran.
+pub fn migration_job_name(cs: &ChatSystem, migration_set: &str) -> String {
+    format!("{}-migrate-{:08x}", cs_name(cs), fnv1a32(migration_set.as_bytes()))
 }
 
 // A stable hash (unlike std's, which may change between Rust releases): names must survive an

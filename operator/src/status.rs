@@ -79,6 +79,14 @@ pub fn compute(inputs: &Inputs) -> ChatSystemStatus {
             ),
             (false, "InvalidSpec", message),
         )
+    } else if cs.spec.paused {
+        let message = "spec.paused is true: nothing is applied until it is false".to_string();
+        let ready = if not_ready.is_empty() {
+            (true, "AllComponentsReady", format!("all components run {image}"))
+        } else {
+            (false, "ComponentsNotReady", not_ready.join(", "))
+        };
+        ((false, "AsExpected", String::new()), (false, "Paused", message), ready)
     } else if job_phase == Some(JobPhase::Failed) {
         let job = migration.as_ref().map(|m| m.job_name.as_str()).unwrap_or_default();
         let message =
@@ -108,6 +116,17 @@ pub fn compute(inputs: &Inputs) -> ChatSystemStatus {
             (false, "Complete", format!("all components run {image}")),
             (true, "AllComponentsReady", format!("all components run {image}")),
         )
+    };
+
+    // A rollout that cannot finish on its own is Degraded, whatever else is going on (an invalid
+    // spec or a failed migration already is, with its own reason).
+    let stuck: Vec<&(String, String)> = observed.stuck.values().flatten().collect();
+    let degraded = match stuck.first() {
+        Some((reason, _)) if !degraded.0 => {
+            let message = stuck.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+            (true, reason.as_str(), message)
+        }
+        _ => degraded,
     };
 
     let old = cs.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();

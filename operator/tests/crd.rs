@@ -178,3 +178,95 @@ fn crd_shape() {
     );
     assert_eq!(spec["properties"]["api"]["properties"]["replicas"]["minimum"], 0.0);
 }
+
+#[test]
+fn reserved_env_rule_lists_exactly_the_reserved_names() {
+    use chat_operator::crd::{RESERVED_ENV, reserved_env_rule};
+    let rule = reserved_env_rule();
+    let listed: Vec<&str> = rule
+        .split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(',').map(|s| s.trim().trim_matches('\'')).collect())
+        .unwrap();
+    assert_eq!(listed, RESERVED_ENV);
+}
+
+#[test]
+fn env_cannot_set_an_operator_managed_variable() {
+    let refused =
+        "env cannot set a variable the operator manages; set the ChatSystem field for it (docs/crd-reference.md)";
+    for pointer in [
+        "/spec/common/env",
+        "/spec/api/env",
+        "/spec/indexer/env",
+        "/spec/counter/env",
+    ] {
+        for name in ["DATABASE_URL", "CHAT_REDIS_PREFIX", "CHAT_LISTEN", "RUST_LOG"] {
+            let bad = with(minimal(), pointer, json!([{"name": name, "value": "x"}]));
+            assert_eq!(errors(&bad), vec![refused], "{pointer} {name}");
+        }
+        let ok = with(
+            minimal(),
+            pointer,
+            json!([{"name": "CHAT_RATE_WRITE_PER_S", "value": "10"},
+                   {"name": "CHAT_TOKEN_GRACE_S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+        );
+        assert_eq!(errors(&ok), Vec::<String>::new(), "{pointer}");
+        let both = with(
+            minimal(),
+            pointer,
+            json!([{"name": "CHAT_TOKEN_GRACE_S", "value": "1", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]),
+        );
+        assert_eq!(
+            errors(&both),
+            vec!["env: set value or valueFrom, not both"],
+            "{pointer}"
+        );
+    }
+}
+
+#[test]
+fn a_ca_bundle_names_exactly_one_source() {
+    let message = "caBundle: set exactly one of secretKeyRef and configMapKeyRef";
+    for service in ["database", "redis", "elasticsearch"] {
+        let pointer = format!("/spec/{service}/caBundle");
+        let secret = json!({"name": "ca", "key": "ca.crt"});
+        assert_eq!(
+            errors(&with(minimal(), &pointer, json!({}))),
+            vec![message],
+            "{service}"
+        );
+        assert_eq!(
+            errors(&with(
+                minimal(),
+                &pointer,
+                json!({"secretKeyRef": secret, "configMapKeyRef": secret})
+            )),
+            vec![message],
+            "{service}"
+        );
+        for one in [json!({"secretKeyRef": secret}), json!({"configMapKeyRef": secret})] {
+            assert_eq!(
+                errors(&with(minimal(), &pointer, one)),
+                Vec::<String>::new(),
+                "{service}"
+            );
+        }
+    }
+}
+
+#[test]
+fn elasticsearch_takes_an_api_key_or_basic_auth_not_both() {
+    let r = json!({"name": "es", "key": "k"});
+    let both = with(
+        with(minimal(), "/spec/elasticsearch/apiKeySecretRef", r.clone()),
+        "/spec/elasticsearch/basicAuth",
+        json!({"usernameSecretRef": r, "passwordSecretRef": r}),
+    );
+    assert_eq!(
+        errors(&both),
+        vec!["elasticsearch: set apiKeySecretRef or basicAuth, not both"]
+    );
+    let key_only = with(minimal(), "/spec/elasticsearch/apiKeySecretRef", r);
+    assert_eq!(errors(&key_only), Vec::<String>::new());
+}

@@ -164,7 +164,7 @@ async fn image_change_applies_job_first_and_deployments_only_after_success() {
     };
     run(cs, |mut server| async move {
         server.serve_observe(&world).await;
-        server.expect_apply(&format!("{JOBS}/{new_job}")).await.echo();
+        // The Job exists: it is not applied again (its template is immutable).
         server.expect_apply(SERVICE).await.echo();
         expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.1.0").await;
         server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
@@ -203,7 +203,6 @@ async fn failed_migration_keeps_old_image_and_sets_degraded() {
     };
     run(cs, |mut server| async move {
         server.serve_observe(&world).await;
-        server.expect_apply(&format!("{JOBS}/{new_job}")).await.echo();
         server.expect_apply(SERVICE).await.echo();
         expect_deployment_applies(&mut server, old_image).await;
         server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
@@ -241,7 +240,6 @@ async fn autoscaling_switched_off_deletes_hpa_and_sets_replicas() {
     };
     run(cs, |mut server| async move {
         server.serve_observe(&world).await;
-        server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
         server.expect_apply(SERVICE).await.echo();
         let bodies = expect_deployment_applies(&mut server, image).await;
         assert_eq!(bodies[0]["spec"]["replicas"], 2, "api gets spec.api.replicas back");
@@ -290,7 +288,6 @@ async fn autoscaling_switched_on_hands_replicas_over_without_reset() {
             json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "chat-api"}, "spec": {"replicas": 3}})
         );
         call.respond(200, deployment("api", image, 3, 3, true));
-        server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
         server.expect_apply(SERVICE).await.echo();
         // ... then our apply leaves the field out, so it is not reset to 1.
         let bodies = expect_deployment_applies(&mut server, image).await;
@@ -325,10 +322,8 @@ async fn status_follows_deployment_readiness() {
             pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
             ..World::default()
         };
-        let job = job.clone();
         run(cs.clone(), |mut server| async move {
             server.serve_observe(&world).await;
-            server.expect_apply(&format!("{JOBS}/{job}")).await.echo();
             server.expect_apply(SERVICE).await.echo();
             expect_deployment_applies(&mut server, image).await;
             server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
@@ -376,6 +371,286 @@ async fn missing_secret_is_reported_and_nothing_is_applied() {
                 .unwrap()
                 .contains("Secret \"chat-secrets\" not found")
         );
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+/// A World where everything exists and runs `image`.
+fn settled(cs: &ChatSystem, image: &str) -> World {
+    World {
+        deployments: ["api", "indexer", "counter"]
+            .iter()
+            .map(|c| deployment(c, image, if *c == "api" { 2 } else { 1 }, 1, true))
+            .collect(),
+        jobs: vec![common::job(&job_name(cs), Some("Complete"))],
+        pdbs: vec![named("PodDisruptionBudget", "policy/v1", "chat-api")],
+        ..World::default()
+    }
+}
+
+/// One reconcile of `cs` in `world`; answers the config-hash annotation of each Deployment.
+async fn config_hashes(cs: ChatSystem, world: World) -> Vec<Value> {
+    let hashes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = hashes.clone();
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(SERVICE).await.echo();
+        for body in expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.0.0").await {
+            let annotations = &body["spec"]["template"]["metadata"]["annotations"];
+            seen.lock()
+                .unwrap()
+                .push(annotations["chatsystem.dev/config-hash"].clone());
+        }
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        // Whatever the status says, it is patched once; events are not under test here.
+        loop {
+            let call = server.next().await;
+            if call.path.ends_with("/status") {
+                let mut cs = to_json(&fixture("minimal"));
+                cs["status"] = call.body["status"].clone();
+                call.respond(200, cs);
+                break;
+            }
+            call.echo();
+        }
+        server.expect_no_more().await;
+    })
+    .await;
+    hashes.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn pods_roll_when_a_referenced_value_changes_and_only_then() {
+    let cs = fixture("minimal");
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let urls =
+        json!({"database-url": "bXlzcWw6Ly8=", "redis-url": "cmVkaXM6Ly8=", "elasticsearch-url": "aHR0cDovLw=="});
+    let with_data = |data: Value| World {
+        secret_data: Some(data),
+        ..settled(&cs, image)
+    };
+    let before = config_hashes(cs.clone(), with_data(urls.clone())).await;
+    assert_eq!(before.len(), 3);
+    assert!(
+        before
+            .iter()
+            .all(|h| h == &before[0] && h.as_str().unwrap().len() == 64),
+        "{before:?}"
+    );
+
+    // Another key of the same Secret changes: nothing the pods read, no roll.
+    let mut unrelated = urls.clone();
+    unrelated["something-else"] = json!("eA==");
+    assert_eq!(config_hashes(cs.clone(), with_data(unrelated)).await, before);
+
+    // The database URL changes: every pod reads it, every Deployment rolls.
+    let mut changed = urls;
+    changed["database-url"] = json!("bXlzcWw6Ly9uZXc=");
+    let after = config_hashes(cs.clone(), with_data(changed)).await;
+    assert!(after.iter().all(|h| h != &before[0]), "{after:?}");
+}
+
+#[tokio::test]
+async fn a_ca_bundle_configmap_is_read_checked_and_part_of_the_hash() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let cs = cs_with(|cs| {
+        cs.spec.redis.ca_bundle = Some(chat_operator::crd::CaBundleSpec {
+            secret_key_ref: None,
+            config_map_key_ref: Some(chat_operator::crd::ConfigMapKeyRef {
+                name: "redis-ca".into(),
+                key: "ca.pem".into(),
+            }),
+        });
+    });
+    let world = |data: Option<Value>| World {
+        config_maps: vec![("redis-ca".to_string(), data)],
+        ..settled(&cs, image)
+    };
+    let one = config_hashes(
+        cs.clone(),
+        world(Some(json!({"ca.pem": "-----BEGIN CERTIFICATE-----A"}))),
+    )
+    .await;
+    let two = config_hashes(
+        cs.clone(),
+        world(Some(json!({"ca.pem": "-----BEGIN CERTIFICATE-----B"}))),
+    )
+    .await;
+    assert_ne!(one, two, "a rotated CA bundle rolls the pods");
+
+    // Missing key: reported, nothing applied.
+    let missing = world(Some(json!({"other": "x"})));
+    run(cs, |mut server| async move {
+        server.serve_observe(&missing).await;
+        server.expect_event("InvalidSpec").await;
+        let status = server.expect_status().await;
+        assert_eq!(
+            condition(&status, "Degraded")["message"],
+            "redis.caBundle: ConfigMap \"redis-ca\" has no key \"ca.pem\""
+        );
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn paused_applies_and_deletes_nothing_but_reports_status() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    // A new image and autoscaling off with an HPA present: unpaused, this would create a Job,
+    // roll nothing yet and delete the HPA.
+    let cs = cs_with(|cs| {
+        cs.spec.paused = true;
+        cs.spec.image.tag = "1.1.0".into();
+    });
+    let world = World {
+        hpas: vec![named("HorizontalPodAutoscaler", "autoscaling/v2", "chat-api")],
+        ..settled(&fixture("minimal"), image)
+    };
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        let status = server.expect_status().await;
+        let progressing = condition(&status, "Progressing");
+        assert_eq!(progressing["status"], "False");
+        assert_eq!(progressing["reason"], "Paused");
+        assert_eq!(condition(&status, "Degraded")["status"], "False");
+        assert_eq!(status["image"], image, "still reports what runs");
+        assert!(status.get("migration").is_none());
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn env_overriding_an_operator_variable_is_refused_before_anything_is_applied() {
+    let cs = cs_with(|cs| {
+        cs.spec.indexer.env = vec![chat_operator::crd::EnvVarSpec {
+            name: "CHAT_INDEXER_BATCH".into(),
+            value: Some("7".into()),
+            value_from: None,
+        }];
+    });
+    let world = settled(&cs, "ghcr.io/example/chat-system:1.0.0");
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_event("InvalidSpec").await;
+        let status = server.expect_status().await;
+        assert_eq!(
+            condition(&status, "Degraded")["message"],
+            "indexer.env: CHAT_INDEXER_BATCH is set by the operator from a ChatSystem field; set that field instead"
+        );
+        server.expect_no_more().await;
+    })
+    .await;
+}
+
+/// One reconcile of the settled minimal ChatSystem in `world`; answers the status and the
+/// reasons of the Events published.
+async fn status_in(world: World) -> (Value, Vec<String>) {
+    let cs = fixture("minimal");
+    let out = Arc::new(std::sync::Mutex::new((Value::Null, Vec::new())));
+    let seen = out.clone();
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(SERVICE).await.echo();
+        expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.0.0").await;
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        loop {
+            let call = server.next().await;
+            if call.path.ends_with("/status") {
+                let mut cs = to_json(&fixture("minimal"));
+                cs["status"] = call.body["status"].clone();
+                seen.lock().unwrap().0 = call.body["status"].clone();
+                call.respond(200, cs);
+                break;
+            }
+            seen.lock()
+                .unwrap()
+                .1
+                .push(call.body["reason"].as_str().unwrap_or_default().to_string());
+            call.echo();
+        }
+        server.expect_no_more().await;
+    })
+    .await;
+    out.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn stuck_pods_set_degraded_with_their_reason() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    for (reason, component) in [
+        ("CrashLoopBackOff", "api"),
+        ("ImagePullBackOff", "indexer"),
+        ("ErrImagePull", "counter"),
+    ] {
+        let world = World {
+            pods: vec![
+                pod("api", "chat-api-ok", None),
+                pod(component, &format!("chat-{component}-bad"), Some(reason)),
+            ],
+            ..settled(&fixture("minimal"), image)
+        };
+        let (status, events) = status_in(world).await;
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(degraded["status"], "True", "{reason}");
+        assert_eq!(degraded["reason"], reason);
+        assert_eq!(
+            degraded["message"],
+            format!("pod chat-{component}-bad {reason}: {reason} detail")
+        );
+        assert!(events.contains(&reason.to_string()), "{events:?}");
+    }
+    // A pod that is merely starting is not stuck.
+    let world = World {
+        pods: vec![pod("api", "chat-api-new", Some("ContainerCreating"))],
+        ..settled(&fixture("minimal"), image)
+    };
+    let (status, _) = status_in(world).await;
+    assert_eq!(condition(&status, "Degraded")["status"], "False");
+}
+
+#[tokio::test]
+async fn a_passed_progress_deadline_sets_degraded() {
+    let image = "ghcr.io/example/chat-system:1.0.0";
+    let mut world = settled(&fixture("minimal"), image);
+    world.deployments[0]["status"]["conditions"] = json!([{
+        "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+        "message": "ReplicaSet \"chat-api-5d\" has timed out progressing."
+    }]);
+    let (status, events) = status_in(world).await;
+    let degraded = condition(&status, "Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert_eq!(degraded["reason"], "ProgressDeadlineExceeded");
+    assert_eq!(
+        degraded["message"],
+        "Deployment chat-api: ReplicaSet \"chat-api-5d\" has timed out progressing."
+    );
+    assert_eq!(events, ["ProgressDeadlineExceeded"]);
+}
+
+#[tokio::test]
+async fn an_existing_migrations_job_is_never_re_applied() {
+    // A new log level changes the pod template but not the migration set: same Job, which
+    // exists and has succeeded, so it is neither applied (its template is immutable) nor re-run.
+    let cs = cs_with(|cs| cs.spec.common.log_level = Some("debug".into()));
+    assert_eq!(job_name(&cs), job_name(&fixture("minimal")));
+    let world = settled(&cs, "ghcr.io/example/chat-system:1.0.0");
+    run(cs, |mut server| async move {
+        server.serve_observe(&world).await;
+        server.expect_apply(SERVICE).await.echo();
+        let bodies = expect_deployment_applies(&mut server, "ghcr.io/example/chat-system:1.0.0").await;
+        assert_eq!(
+            container(&bodies[0])["env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["name"] == "RUST_LOG")
+                .count(),
+            1
+        );
+        server.expect_apply(&format!("{PDBS}/chat-api")).await.echo();
+        server.expect_status().await;
         server.expect_no_more().await;
     })
     .await;

@@ -151,11 +151,26 @@ impl ApiServer {
         if world.secret_missing {
             call.not_found();
         } else {
+            let data = world.secret_data.clone().unwrap_or_else(
+                || json!({"database-url": "bXlzcWw6Ly8=", "redis-url": "cmVkaXM6Ly8=", "elasticsearch-url": "aHR0cDovLw=="}),
+            );
             call.respond(
                 200,
                 json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "chat-secrets", "namespace": "default"},
-                       "data": {"database-url": "bXlzcWw6Ly8=", "redis-url": "cmVkaXM6Ly8=", "elasticsearch-url": "aHR0cDovLw=="}}),
+                       "data": data}),
             );
+        }
+        // Then each referenced ConfigMap, by name.
+        for (name, data) in &world.config_maps {
+            let call = self.expect("GET", &format!("{ns}/configmaps/{name}"), &[]).await;
+            match data {
+                None => call.not_found(),
+                Some(data) => call.respond(
+                    200,
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
+                           "data": data}),
+                ),
+            }
         }
         let sel = [("labelSelector", SELECTOR)];
         for (path, kind, items) in [
@@ -164,6 +179,7 @@ impl ApiServer {
                 "DeploymentList",
                 &world.deployments,
             ),
+            ("/api/v1/namespaces/default/pods", "PodList", &world.pods),
             ("/apis/batch/v1/namespaces/default/jobs", "JobList", &world.jobs),
             (
                 "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers",
@@ -219,7 +235,12 @@ impl ApiServer {
 #[derive(Default)]
 pub struct World {
     pub secret_missing: bool,
+    /// The `chat-secrets` data (base64 values); the three URL keys when `None`.
+    pub secret_data: Option<Value>,
+    /// Referenced ConfigMaps in the order observe reads them (by name), `None` when missing.
+    pub config_maps: Vec<(String, Option<Value>)>,
     pub deployments: Vec<Value>,
+    pub pods: Vec<Value>,
     pub jobs: Vec<Value>,
     pub hpas: Vec<Value>,
     pub pdbs: Vec<Value>,
@@ -284,4 +305,21 @@ pub fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .iter()
         .find(|c| c["type"] == type_)
         .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+/// A pod of `component` whose container waits with `reason` (none: running).
+pub fn pod(component: &str, name: &str, reason: Option<&str>) -> Value {
+    let state = match reason {
+        Some(reason) => json!({"waiting": {"reason": reason, "message": format!("{reason} detail")}}),
+        None => json!({"running": {}}),
+    };
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default",
+            "labels": {"app.kubernetes.io/component": component, "app.kubernetes.io/instance": "chat",
+                       "app.kubernetes.io/name": "chat-system", "app.kubernetes.io/managed-by": "chat-operator"}},
+        "spec": {"containers": [{"name": "chat-system"}]},
+        "status": {"containerStatuses": [{"name": "chat-system", "image": "x", "imageID": "", "ready": false,
+                                          "restartCount": 5, "state": state}]}
+    })
 }
