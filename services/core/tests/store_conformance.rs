@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chat_core::domain::{Cursor, PageRequest, Sequence, now};
-use chat_core::store::{MySqlStore, SqliteStore, Store};
+use chat_core::store::{HealthStore, MySqlStore, SqliteStore, Store};
 use chat_core::{Error, testkit};
 
 /// Keeps the backing database alive for the test's duration.
