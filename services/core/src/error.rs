@@ -4,7 +4,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything the core can fail with. The api crate maps each variant to one HTTP status. The
 /// adapters say which variant a driver's error is: `store/sql/errors.rs` (with each SQL
-/// dialect's error codes).
+/// dialect's error codes) and [`crate::redis_conn::failed`].
 #[derive(Debug, Clone, Error)]
 pub enum Error {
     /// The addressed application, chat or message does not exist.
@@ -83,12 +83,5 @@ impl std::fmt::Display for Entity {
             Entity::Chat => "chat",
             Entity::Message => "message",
         })
-    }
-}
-
-impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
-        crate::metrics::REDIS_ERRORS.inc();
-        Error::RedisUnavailable(err.to_string())
     }
 }
