@@ -41,7 +41,7 @@ pub struct RedisNumbers {
 
 impl RedisNumbers {
     /// Connects lazily in the background: a Redis outage makes numbering calls fail fast with
-    /// [`Error::RedisUnavailable`] and the manager reconnects when Redis is back.
+    /// [`crate::Error::RedisUnavailable`] and the manager reconnects when Redis is back.
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self> {
         let conn = crate::redis_conn::connect(url, timeout, timeout)?;
         Ok(RedisNumbers {

@@ -16,7 +16,7 @@ mod sql;
 mod sqlite;
 
 pub use mysql::MySqlStore;
-pub use sql::{Dialect, SqlStore};
+pub use sql::{Column, Dialect, Failure, Hinted, SqlStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
