@@ -2,7 +2,9 @@ use thiserror::Error;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything the core can fail with. The api crate maps each variant to one HTTP status.
+/// Everything the core can fail with. The api crate maps each variant to one HTTP status. The
+/// adapters say which variant a driver's error is: `store/sql/errors.rs` (with each SQL
+/// dialect's error codes) and [`crate::redis_conn::failed`].
 #[derive(Debug, Clone, Error)]
 pub enum Error {
     /// The addressed application, chat or message does not exist.
@@ -81,59 +83,5 @@ impl std::fmt::Display for Entity {
             Entity::Chat => "chat",
             Entity::Message => "message",
         })
-    }
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &err {
-            E::Database(db) if db.is_unique_violation() => Error::Taken,
-            E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
-            E::Database(db) if is_deadlock(db.as_ref()) => Error::Deadlock(err.to_string()),
-            E::Database(db) if is_transient(db.as_ref()) => {
-                Error::DatabaseUnavailable(err.to_string())
-            }
-            E::Io(_)
-            | E::Tls(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed
-            | E::Protocol(_) => Error::DatabaseUnavailable(err.to_string()),
-            _ => Error::Database(err.to_string()),
-        }
-    }
-}
-
-/// MySQL 1213. (SQLite has one writer at a time: it cannot deadlock.)
-fn is_deadlock(db: &dyn sqlx::error::DatabaseError) -> bool {
-    db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
-        .is_some_and(|mysql| mysql.number() == 1213)
-}
-
-/// Server-side conditions that mean "try again later", not "bug": MySQL too many connections
-/// (1040), server shutdown (1053), lock wait timeout (1205), read-only (1290,
-/// 1836); SQLite busy / locked (primary codes 5, 6, with any extended code).
-fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
-    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return matches!(mysql.number(), 1040 | 1053 | 1205 | 1290 | 1836);
-    }
-    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-        && db
-            .code()
-            .and_then(|code| code.parse::<i32>().ok())
-            .is_some_and(|code| matches!(code & 0xff, 5 | 6))
-}
-
-impl From<sqlx::migrate::MigrateError> for Error {
-    fn from(err: sqlx::migrate::MigrateError) -> Self {
-        Error::Migration(err.to_string())
-    }
-}
-
-impl From<redis::RedisError> for Error {
-    fn from(err: redis::RedisError) -> Self {
-        crate::metrics::REDIS_ERRORS.inc();
-        Error::RedisUnavailable(err.to_string())
     }
 }

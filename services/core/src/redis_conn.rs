@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use redis::Client;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
 
 use crate::error::{Error, Result};
 
@@ -16,5 +16,14 @@ pub fn connect(url: &str, timeout: Duration, response: Duration) -> Result<Conne
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(response))
         .set_number_of_retries(1);
-    Ok(ConnectionManager::new_lazy_with_config(client, config)?)
+    ConnectionManager::new_lazy_with_config(client, config).map_err(failed)
+}
+
+/// A failed Redis call as the core's error, counted in `chat_redis_errors_total`: every Redis
+/// adapter maps the failures of its calls through this (`.map_err(failed)`), so the count
+/// covers them all. Replies a caller handles itself (a missing group it then creates) are not
+/// failures and do not come here.
+pub fn failed(err: RedisError) -> Error {
+    crate::metrics::REDIS_ERRORS.inc();
+    Error::RedisUnavailable(err.to_string())
 }

@@ -12,7 +12,7 @@ use crate::numbers::{LocalNumbers, Numbers, RedisNumbers};
 use crate::queue::{LocalQueue, Queue, RedisQueue};
 use crate::search::SearchIndex;
 use crate::service::ChatService;
-use crate::store::{MySqlStore, SqliteStore, Store};
+use crate::store::{ApplicationStore, MySqlStore, SqliteStore, Store};
 use crate::workers::relay::Relay;
 use crate::workers::{ConsumerConfig, counter::Counter, indexer::Indexer, purge::Purge};
 
@@ -71,7 +71,8 @@ impl Backend {
 
     pub fn relay(&self) -> Relay {
         Relay {
-            store: self.store.clone(),
+            outbox: self.store.clone(),
+            state: self.store.clone(),
             // What goes to the queue goes to the chats' logs too, in the same order.
             queue: Arc::new(Tee::new(self.queue.clone(), self.feed.clone())),
             wake: self.wrote.clone(),
@@ -190,14 +191,14 @@ pub async fn open(
 }
 
 /// Applies every pending migration and returns which database it migrated.
-/// `forget_plain_tokens`: the contract step of hashed tokens (see `Store::forget_plain_tokens`).
+/// `forget_plain_tokens`: the contract step of hashed tokens (see `ApplicationStore::forget_plain_tokens`).
 pub async fn migrate(settings: &Settings, forget_plain_tokens: bool) -> Result<&'static str> {
     match settings.database()? {
         Database::MySql(url) => {
             let store = MySqlStore::connect_lazy(&url, 1, DB_ACQUIRE_TIMEOUT)?;
             store.migrate().await?;
             if forget_plain_tokens {
-                let forgotten = Store::forget_plain_tokens(&store).await?;
+                let forgotten = ApplicationStore::forget_plain_tokens(&store).await?;
                 tracing::info!(
                     forgotten,
                     "cleared plain tokens; only their hashes are stored"

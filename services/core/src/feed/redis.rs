@@ -18,6 +18,7 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadReply};
 
 use super::{Append, Entry, EntryId, Feed, Retention};
 use crate::error::Result;
+use crate::redis_conn::failed;
 
 /// Appends each item unless its key is known, with the id before it, then trims by length and
 /// age and pushes the expiry forward. Atomic, so a concurrent append cannot slip between
@@ -138,7 +139,7 @@ impl Feed for RedisFeed {
             invocation.arg(&item.kind).arg(&item.key).arg(&item.data);
         }
         let mut conn = self.conn.clone();
-        let ids: Vec<Option<String>> = invocation.invoke_async(&mut conn).await?;
+        let ids: Vec<Option<String>> = invocation.invoke_async(&mut conn).await.map_err(failed)?;
         Ok(ids
             .into_iter()
             .map(|id| id.and_then(|id| id.parse().ok()))
@@ -154,7 +155,8 @@ impl Feed for RedisFeed {
             .arg("COUNT")
             .arg(1)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(last.ids.first().and_then(|e| e.id.parse().ok()))
     }
 
@@ -167,7 +169,8 @@ impl Feed for RedisFeed {
             .arg("COUNT")
             .arg(max.max(1))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(entries(&page.ids))
     }
 
@@ -193,7 +196,7 @@ impl Feed for RedisFeed {
             read.arg(after.to_string());
         }
         let mut conn = self.blocking.clone();
-        let reply: Option<StreamReadReply> = read.query_async(&mut conn).await?;
+        let reply: Option<StreamReadReply> = read.query_async(&mut conn).await.map_err(failed)?;
         let mut found: HashMap<i64, Vec<Entry>> = HashMap::new();
         for stream in reply.map(|r| r.keys).unwrap_or_default() {
             if stream.key == self.wake {
@@ -228,7 +231,8 @@ impl Feed for RedisFeed {
             .arg(60_000)
             .ignore()
             .query_async::<()>(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 

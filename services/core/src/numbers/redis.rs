@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 use super::Numbers;
 use crate::domain::Sequence;
 use crate::error::Result;
+use crate::redis_conn::failed;
 
 /// `INCR` would silently restart a lost counter at 1 and collide with every stored number, so
 /// an unknown key answers nil and the service seeds it from the database instead.
@@ -40,7 +41,7 @@ pub struct RedisNumbers {
 
 impl RedisNumbers {
     /// Connects lazily in the background: a Redis outage makes numbering calls fail fast with
-    /// [`Error::RedisUnavailable`] and the manager reconnects when Redis is back.
+    /// [`crate::Error::RedisUnavailable`] and the manager reconnects when Redis is back.
     pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self> {
         let conn = crate::redis_conn::connect(url, timeout, timeout)?;
         Ok(RedisNumbers {
@@ -72,7 +73,8 @@ impl Numbers for RedisNumbers {
             .next_if_known
             .key(self.key(sequence))
             .invoke_async(&mut conn)
-            .await?)
+            .await
+            .map_err(failed)?)
     }
 
     async fn next_above(&self, sequence: Sequence, floor: i64) -> Result<i64> {
@@ -82,12 +84,16 @@ impl Numbers for RedisNumbers {
             .key(self.key(sequence))
             .arg(floor)
             .invoke_async(&mut conn)
-            .await?)
+            .await
+            .map_err(failed)?)
     }
 
     async fn ping(&self) -> Result<()> {
         let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use redis::streams::{
 
 use super::{DeadLetter, Delivery, Group, Queue, QueueStats, Trimmed};
 use crate::error::Result;
+use crate::redis_conn::failed;
 
 const PAYLOAD: &str = "e";
 
@@ -72,7 +73,8 @@ impl RedisQueue {
             .arg(ids.len().max(1000))
             .arg(consumer)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(reply
             .ids
             .into_iter()
@@ -159,7 +161,7 @@ impl RedisQueue {
                 self.ensure().await?;
                 Ok(Vec::new())
             }
-            Err(err) => Err(err.into()),
+            Err(err) => Err(failed(err)),
         }
     }
 }
@@ -180,7 +182,7 @@ impl Queue for RedisQueue {
                 .ignore();
         }
         let mut conn = self.conn.clone();
-        let () = pipe.query_async(&mut conn).await?;
+        let () = pipe.query_async(&mut conn).await.map_err(failed)?;
         Ok(())
     }
 
@@ -199,7 +201,7 @@ impl Queue for RedisQueue {
             match result {
                 Ok(()) => created = true,
                 Err(err) if err.code() == Some("BUSYGROUP") => {}
-                Err(err) => return Err(err.into()),
+                Err(err) => return Err(failed(err)),
             }
         }
         if created {
@@ -210,7 +212,8 @@ impl Queue for RedisQueue {
                 .arg(&self.epoch)
                 .arg(&epoch)
                 .query_async(&mut conn)
-                .await?;
+                .await
+                .map_err(failed)?;
             tracing::info!(stream = %self.stream, "queue consumer groups created (first start, or Redis lost its data)");
             return Ok(epoch);
         }
@@ -219,11 +222,13 @@ impl Queue for RedisQueue {
             .arg(random_epoch())
             .arg("NX")
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(redis::cmd("GET")
             .arg(&self.epoch)
             .query_async(&mut conn)
-            .await?)
+            .await
+            .map_err(failed)?)
     }
 
     async fn receive(
@@ -255,7 +260,7 @@ impl Queue for RedisQueue {
                 self.ensure().await?;
                 return Ok(Vec::new());
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(failed(err)),
         };
         if !claimed.deleted_ids.is_empty() {
             // Pending entries whose data was deleted: nothing left to process.
@@ -283,7 +288,8 @@ impl Queue for RedisQueue {
             .arg(group.name())
             .arg(ids)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
@@ -313,7 +319,8 @@ impl Queue for RedisQueue {
             .arg(&delivery.id)
             .ignore()
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(())
     }
 
@@ -351,7 +358,8 @@ impl Queue for RedisQueue {
                     .arg(&self.stream)
                     .arg(&group.name)
                     .query_async(&mut conn)
-                    .await?;
+                    .await
+                    .map_err(failed)?;
                 match pending {
                     StreamPendingReply::Data(data) => parse_stream_id(&data.start_id),
                     _ => None,
@@ -372,7 +380,8 @@ impl Queue for RedisQueue {
             .arg("MINID")
             .arg(format!("{ms}-{seq}"))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         // Entry ids are the Redis server's clock in milliseconds.
         let done_before = chrono::DateTime::from_timestamp_millis(ms as i64);
         Ok(Trimmed {
@@ -390,7 +399,8 @@ impl Queue for RedisQueue {
             .arg("COUNT")
             .arg(limit.max(1))
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         Ok(reply
             .ids
             .into_iter()
@@ -431,7 +441,7 @@ impl Queue for RedisQueue {
             pipe.cmd("XDEL").arg(&self.dead).arg(&letter.id).ignore();
         }
         let mut conn = self.conn.clone();
-        let () = pipe.query_async(&mut conn).await?;
+        let () = pipe.query_async(&mut conn).await.map_err(failed)?;
         Ok(chosen.len())
     }
 
@@ -440,11 +450,13 @@ impl Queue for RedisQueue {
         let length: u64 = redis::cmd("XLEN")
             .arg(&self.stream)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         let dead_letters: u64 = redis::cmd("XLEN")
             .arg(&self.dead)
             .query_async(&mut conn)
-            .await?;
+            .await
+            .map_err(failed)?;
         let info: StreamInfoGroupsReply = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(&self.stream)

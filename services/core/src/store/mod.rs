@@ -1,12 +1,22 @@
-//! The storage port and its adapters. Every adapter passes the same conformance suite
-//! (`services/core/tests/store_conformance.rs`).
+//! The storage port and its adapters, split by concern: each worker takes only the traits it
+//! uses ([`OutboxStore`] and [`StateStore`] for the relay, [`CountStore`] for the counter,
+//! [`DeletionStore`] for the purge), and [`Store`] is all of them, for the request path and the
+//! composition. One generic SQL implementation (`sql/`, one file per concern) serves both
+//! adapters through a small dialect trait (`sql/mod.rs`: [`MySqlStore`] in `mysql.rs`,
+//! [`SqliteStore`] in `sqlite.rs`); every adapter passes the same conformance suite
+//! (`services/core/tests/store_conformance/`, one module per concern).
+//!
+//! Common to every trait: inserts that hit a unique key answer [`crate::Error::Taken`] and
+//! change nothing, so the caller can pick another number and retry. Each call is one
+//! transaction; a write that emits an event (chat created, message created or updated, deleted)
+//! writes its outbox row in that same transaction.
 
-mod common;
 mod mysql;
 mod sql;
 mod sqlite;
 
 pub use mysql::MySqlStore;
+pub use sql::{Column, Dialect, Failure, Hinted, SqlStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -36,21 +46,48 @@ pub struct NewChat {
     pub trace: Option<String>,
 }
 
-/// Durable storage of applications, chats and messages, and of the outbox their events go
-/// through.
-///
-/// Inserts that hit a unique key answer [`crate::Error::Taken`] and change nothing, so the
-/// caller can pick another number and retry. Each call is one transaction; a write that emits
-/// an event (chat created, message created or updated) writes its outbox row in that same
-/// transaction.
+/// Every concern of durable storage at once: what the request path ([`crate::service`]), the
+/// repair commands and the composition ([`crate::wiring`]) hold. Implemented for every type that
+/// implements all the concern traits; an `Arc<dyn Store>` upcasts to any one of them.
+pub trait Store:
+    HealthStore
+    + ApplicationStore
+    + ChatStore
+    + MessageStore
+    + DeletionStore
+    + OutboxStore
+    + StateStore
+    + CountStore
+    + ScanStore
+{
+}
+
+impl<T> Store for T where
+    T: HealthStore
+        + ApplicationStore
+        + ChatStore
+        + MessageStore
+        + DeletionStore
+        + OutboxStore
+        + StateStore
+        + CountStore
+        + ScanStore
+{
+}
+
+/// Whether the database is there: what readiness and the pool metrics ask.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait HealthStore: Send + Sync + 'static {
     /// Fails when the database cannot serve a trivial query.
     async fn ping(&self) -> Result<()>;
 
     /// (connections open, connections idle) of the pool.
     fn pool_usage(&self) -> (u32, u32);
+}
 
+/// Applications and the tokens that address them (stored as hashes; see docs/security.md).
+#[async_trait]
+pub trait ApplicationStore: Send + Sync + 'static {
     async fn insert_application(
         &self,
         token: &str,
@@ -84,7 +121,12 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Application>>;
+}
 
+/// Chats: creating them (each with its `chat.created` event), finding one by its client
+/// address (token, number), and paging an application's chats.
+#[async_trait]
+pub trait ChatStore: Send + Sync + 'static {
     async fn insert_chat(
         &self,
         application_id: i64,
@@ -96,12 +138,17 @@ pub trait Store: Send + Sync + 'static {
     /// others: the batch is then retried row by row, so only that row answers the error.
     async fn insert_chats(&self, batch: &[NewChat]) -> Vec<Result<Chat>>;
     /// One round trip from the client's address (token, number) to the chat (more only for the
-    /// old tokens [`Store::application_by_token`] accepts).
+    /// old tokens [`ApplicationStore::application_by_token`] accepts).
     async fn chat_by_token(&self, token: &str, number: i64) -> Result<Option<Chat>>;
     /// Many addresses in one round trip: one answer per address, in order.
     async fn chats_by_token(&self, addresses: &[(String, i64)]) -> Result<Vec<Option<Chat>>>;
     async fn chats(&self, application_id: i64, page: PageRequest) -> Result<Page<Chat>>;
+}
 
+/// Messages: creating (with `message.created`), reading, paging and editing (with
+/// `message.updated`) them.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
     async fn insert_message(
         &self,
         chat: &Chat,
@@ -109,7 +156,7 @@ pub trait Store: Send + Sync + 'static {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<Message>;
-    /// [`Store::insert_chats`] for messages.
+    /// [`ChatStore::insert_chats`] for messages.
     async fn insert_messages(&self, batch: &[NewMessage]) -> Vec<Result<Message>>;
     async fn message(&self, chat_id: i64, number: i64) -> Result<Option<Message>>;
     async fn messages(&self, chat_id: i64, page: PageRequest) -> Result<Page<Message>>;
@@ -121,7 +168,12 @@ pub trait Store: Send + Sync + 'static {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Message>>;
+}
 
+/// Deletion (see docs/architecture.md, "Deletion and purge"): deleting a message, hiding chats
+/// and applications, and the purge that later removes what was hidden.
+#[async_trait]
+pub trait DeletionStore: Send + Sync + 'static {
     /// Hard-deletes a message, raising the chat's `message_floor` to its number and taking it
     /// out of the counts, with its `message.deleted` event, in one transaction. Answers the
     /// row as deleted (its version bumped past every edit: the deletion's version), or `None`
@@ -153,11 +205,12 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_chat(&self, chat_id: i64) -> Result<bool>;
     /// Deletes a hidden application's row once it has no chats left. Answers whether it did.
     async fn purge_application(&self, application_id: i64) -> Result<bool>;
+}
 
-    /// The highest number ever used in a sequence, deleted ones included (0 when empty): the
-    /// floor for re-seeding numbering.
-    async fn max_number(&self, sequence: Sequence) -> Result<i64>;
-
+/// The outbox every event goes through: the relay publishes it to the queue, keeps published
+/// rows for the retention window, and re-publishes them after a queue loss.
+#[async_trait]
+pub trait OutboxStore: Send + Sync + 'static {
     /// Publishes up to `limit` unpublished outbox rows to `queue`, in id order, and marks them
     /// published once the queue has them. Rows other relays are publishing are skipped, never
     /// waited for. Answers how many rows it published.
@@ -168,14 +221,25 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes rows published before the cutoff (the retention window), in chunks of
     /// [`PURGE_CHUNK`]. Answers how many.
     async fn purge_outbox(&self, published_before: DateTime<Utc>) -> Result<u64>;
+    /// Rows not published yet.
     async fn outbox_waiting(&self) -> Result<i64>;
+}
 
+/// Small named values background roles coordinate through (the queue epoch the outbox was
+/// last published under, say).
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
     /// A small named value background roles coordinate through.
     async fn state(&self, name: &str) -> Result<Option<String>>;
     /// Sets `name` to `new` when its current value is `expected` (`None`: absent). Answers
     /// whether it did, so exactly one of several racing processes wins.
     async fn swap_state(&self, name: &str, expected: Option<&str>, new: &str) -> Result<bool>;
+}
 
+/// The counts (`messages_count`, `chats_count`): exact recounts past settled watermarks, for
+/// the counter and the repair commands, and the table totals for progress reports.
+#[async_trait]
+pub trait CountStore: Send + Sync + 'static {
     /// Recomputes chats' `messages_count` exactly, counting only rows past each chat's settled
     /// watermark (rows created before `settled_before` can no longer appear below it) unless
     /// `from_scratch`. Counting takes no lock (writers never wait for it); the results are
@@ -219,6 +283,16 @@ pub trait Store: Send + Sync + 'static {
         Ok(counts.first().copied().unwrap_or(0))
     }
 
+    /// (applications, chats, messages) rows, for progress reporting.
+    async fn totals(&self) -> Result<(i64, i64, i64)>;
+}
+
+/// Resumable scans over every row, for the repair commands, and the numbering floor.
+#[async_trait]
+pub trait ScanStore: Send + Sync + 'static {
+    /// The highest number ever used in a sequence, deleted ones included (0 when empty): the
+    /// floor for re-seeding numbering.
+    async fn max_number(&self, sequence: Sequence) -> Result<i64>;
     /// Messages in id order after `after_id` (optionally of one chat): the repair commands'
     /// resumable scan.
     async fn messages_by_id(
@@ -229,12 +303,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Message>>;
     async fn chat_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
     async fn application_ids(&self, after_id: i64, limit: u32) -> Result<Vec<i64>>;
-    /// (applications, chats, messages) rows, for progress reporting.
-    async fn totals(&self) -> Result<(i64, i64, i64)>;
 }
 
 /// Hashes every plain token (rows the previous release wrote), in chunks. Answers how many.
-pub async fn hash_all_plain_tokens(store: &dyn Store) -> Result<u64> {
+pub async fn hash_all_plain_tokens(store: &dyn ApplicationStore) -> Result<u64> {
     const CHUNK: u32 = 1000;
     let mut hashed = 0;
     loop {
@@ -246,49 +318,5 @@ pub async fn hash_all_plain_tokens(store: &dyn Store) -> Result<u64> {
     }
 }
 
-/// Outbox rows deleted per statement by [`Store::purge_outbox`].
+/// Outbox rows deleted per statement by [`OutboxStore::purge_outbox`].
 pub const PURGE_CHUNK: u32 = 5000;
-
-/// Whether a failed batch is worth retrying row by row: the database refused some row (a
-/// taken number, a constraint, a value) or broke a deadlock over some row's key, not the
-/// connection or the server as a whole.
-fn row_level(err: &crate::Error) -> bool {
-    matches!(
-        err,
-        crate::Error::Taken
-            | crate::Error::Deadlock(_)
-            | crate::Error::ParentGone(_)
-            | crate::Error::Database(_)
-    )
-}
-
-/// Compares the migrations this binary ships with those recorded in the database, so an `api`
-/// started before `migrate` says what to do instead of failing on the first query.
-async fn check_applied(
-    migrator: &sqlx::migrate::Migrator,
-    conn: &mut impl sqlx::migrate::Migrate,
-) -> Result<()> {
-    use sqlx::migrate::MigrateError;
-
-    let applied = match conn.list_applied_migrations(&migrator.table_name).await {
-        Ok(applied) => applied,
-        // No bookkeeping table yet: nothing was ever migrated.
-        Err(MigrateError::Execute(sqlx::Error::Database(_))) => Vec::new(),
-        Err(MigrateError::Execute(err)) => return Err(err.into()),
-        Err(err) => return Err(err.into()),
-    };
-    let missing: Vec<String> = migrator
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .filter(|m| !applied.iter().any(|a| a.version == m.version))
-        .map(|m| format!("{} {}", m.version, m.description))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(crate::Error::Migration(format!(
-            "the database schema is behind this release (missing: {}); run `chat-system migrate`",
-            missing.join(", ")
-        )))
-    }
-}

@@ -3,19 +3,19 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::MySql;
+use sqlx::error::DatabaseError;
+use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MySqlQueryResult};
 
-use super::common::impl_sql_store;
+use super::sql::{Dialect, Failure, Hinted, SqlStore};
 use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/mysql");
 
-#[derive(Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
+/// The production store: [`SqlStore`] over MySQL / MariaDB.
+pub type MySqlStore = SqlStore<MySql>;
 
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Builds the pool without connecting, so a process starts (and answers 503) while the
     /// database is still down, and recovers by itself when it comes up.
     pub fn connect_lazy(url: &str, pool_size: u32, acquire_timeout: Duration) -> Result<Self> {
@@ -45,7 +45,7 @@ impl MySqlStore {
                 })
             })
             .connect_lazy_with(options);
-        Ok(MySqlStore { pool })
+        Ok(SqlStore { pool })
     }
 
     /// Applies pending migrations, then hashes plain tokens (SQL cannot, in SQLite; in MySQL it
@@ -62,30 +62,47 @@ impl MySqlStore {
     /// Fails unless every migration this release ships has been applied.
     pub async fn check_schema(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        super::check_applied(&MIGRATOR, &mut *conn).await
+        super::sql::check_applied(&MIGRATOR, &mut *conn).await
+    }
+}
+
+impl Dialect for MySql {
+    fn last_insert_id(done: &MySqlQueryResult) -> i64 {
+        done.last_insert_id() as i64
     }
 
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
+    fn rows_affected(done: &MySqlQueryResult) -> u64 {
+        done.rows_affected()
     }
 
-    /// Several relays share the outbox: each takes rows no other one holds, without waiting.
-    const DIALECT: super::sql::Dialect = super::sql::Dialect::MySql;
+    /// A plain `BEGIN`: InnoDB's row locks order the writers.
+    async fn begin_write(
+        pool: &sqlx::Pool<MySql>,
+    ) -> std::result::Result<sqlx::Transaction<'static, MySql>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    fn hinted(statement: &Hinted) -> &'static str {
+        statement.force_index
+    }
+
+    /// Deadlock victim: 1213. Try again later: too many connections (1040), server shutdown
+    /// (1053), lock wait timeout (1205), read-only (1290, 1836).
+    fn failure(err: &dyn DatabaseError) -> Option<Failure> {
+        match err.try_downcast_ref::<MySqlDatabaseError>()?.number() {
+            1213 => Some(Failure::Deadlock),
+            1040 | 1053 | 1205 | 1290 | 1836 => Some(Failure::Transient),
+            _ => None,
+        }
+    }
+
     /// MySQL takes no `LIMIT` in an `IN` subquery, but one on `DELETE`.
     const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox \
          WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?";
     /// Purges a hidden chat's messages in chunks, walking its `(chat_id, number)` index.
     const PURGE_MESSAGES_CHUNK: &'static str =
         "DELETE FROM messages WHERE chat_id = ? ORDER BY number LIMIT ?";
+    /// Several relays share the outbox: each takes rows no other one holds, without waiting.
     const CLAIM_OUTBOX: &'static str = "SELECT id, payload FROM outbox WHERE published_at IS NULL \
          ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED";
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::MySql>> {
-        let started = std::time::Instant::now();
-        let tx = self.pool.begin().await;
-        crate::metrics::DB_ACQUIRE_SECONDS.observe(started.elapsed().as_secs_f64());
-        Ok(tx?)
-    }
 }
-
-impl_sql_store!(MySqlStore, sqlx::MySql, |done| done.last_insert_id() as i64);

@@ -3,21 +3,23 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Sqlite;
+use sqlx::error::DatabaseError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteError, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
 
-use super::common::impl_sql_store;
+use super::ApplicationStore;
+use super::sql::{Dialect, Failure, Hinted, SqlStore};
 use crate::error::{Error, Result};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-#[derive(Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-}
+/// The embedded store: [`SqlStore`] over one SQLite file.
+pub type SqliteStore = SqlStore<Sqlite>;
 
-impl SqliteStore {
+impl SqlStore<Sqlite> {
     /// Opens (creating if missing) the database file. WAL with `synchronous=FULL`: a 201 means
     /// the row survives a power cut.
     pub async fn open(url: &str, pool_size: u32) -> Result<Self> {
@@ -32,7 +34,7 @@ impl SqliteStore {
             .max_connections(pool_size)
             .connect_with(options)
             .await?;
-        Ok(SqliteStore { pool })
+        Ok(SqlStore { pool })
     }
 
     /// Applies pending migrations, then hashes plain tokens (SQL cannot, in SQLite; in MySQL it
@@ -44,7 +46,7 @@ impl SqliteStore {
             tracing::info!(hashed, "hashed plain tokens");
         }
         // One process owns an SQLite file, so no previous release still reads plain tokens.
-        let forgotten = crate::store::Store::forget_plain_tokens(self).await?;
+        let forgotten = ApplicationStore::forget_plain_tokens(self).await?;
         if forgotten > 0 {
             tracing::info!(
                 forgotten,
@@ -56,32 +58,47 @@ impl SqliteStore {
 
     pub async fn check_schema(&self) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
-        super::check_applied(&MIGRATOR, &mut *conn).await
+        super::sql::check_applied(&MIGRATOR, &mut *conn).await
+    }
+}
+
+impl Dialect for Sqlite {
+    fn last_insert_id(done: &SqliteQueryResult) -> i64 {
+        done.last_insert_rowid()
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
     }
 
-    /// One process writes an SQLite file, and `BEGIN IMMEDIATE` already excludes other writers.
-    const DIALECT: super::sql::Dialect = super::sql::Dialect::Sqlite;
+    /// Takes the write lock up front: a transaction that reads first and writes later can fail
+    /// with SQLITE_BUSY in WAL mode, which no busy timeout waits out.
+    async fn begin_write(
+        pool: &sqlx::Pool<Sqlite>,
+    ) -> std::result::Result<sqlx::Transaction<'static, Sqlite>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    fn hinted(statement: &Hinted) -> &'static str {
+        statement.indexed_by
+    }
+
+    /// One writer at a time: SQLite cannot deadlock. Try again later: busy / locked (primary
+    /// codes 5, 6, with any extended code).
+    fn failure(err: &dyn DatabaseError) -> Option<Failure> {
+        err.try_downcast_ref::<SqliteError>()?;
+        err.code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .filter(|code| matches!(code & 0xff, 5 | 6))
+            .map(|_| Failure::Transient)
+    }
+
     /// SQLite takes no `LIMIT` on `DELETE` (unless built with an option), but one in `IN`.
     const PURGE_OUTBOX_CHUNK: &'static str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
          WHERE published_at IS NOT NULL AND published_at < ? ORDER BY published_at, id LIMIT ?)";
     const PURGE_MESSAGES_CHUNK: &'static str = "DELETE FROM messages WHERE id IN \
          (SELECT id FROM messages WHERE chat_id = ? ORDER BY number LIMIT ?)";
+    /// One process writes an SQLite file, and `BEGIN IMMEDIATE` already excludes other writers.
     const CLAIM_OUTBOX: &'static str =
         "SELECT id, payload FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT ?";
-
-    /// Takes the write lock up front: a transaction that reads first and writes later can fail
-    /// with SQLITE_BUSY in WAL mode, which no busy timeout waits out.
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        let started = std::time::Instant::now();
-        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await;
-        // For SQLite this includes waiting for the write lock: the wait a create sees.
-        crate::metrics::DB_ACQUIRE_SECONDS.observe(started.elapsed().as_secs_f64());
-        Ok(tx?)
-    }
 }
-
-impl_sql_store!(SqliteStore, sqlx::Sqlite, |done| done.last_insert_rowid());

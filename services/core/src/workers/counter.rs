@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::{ConsumerConfig, Stop, backoff, give_up_or_retry, pause, stopping};
 use crate::events::{Envelope, Event};
 use crate::queue::{Delivery, Group, Queue};
-use crate::store::Store;
+use crate::store::CountStore;
 
 /// Rows older than this can no longer appear below the watermark: every create commits within
 /// it (pool wait and statement time are bounded well below it).
@@ -21,7 +21,7 @@ const BATCH: usize = 1000;
 const RECOUNT_CHUNK: usize = 200;
 
 pub struct Counter {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn CountStore>,
     pub queue: Arc<dyn Queue>,
     pub config: ConsumerConfig,
     pub flush_every: Duration,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{Stop, backoff, pause, stopping};
 use crate::error::{Error, Result};
 use crate::search::SearchIndex;
-use crate::store::{PURGE_CHUNK, Store};
+use crate::store::{DeletionStore, PURGE_CHUNK};
 
 /// Time between rounds when there is nothing to purge.
 const IDLE: Duration = Duration::from_secs(1);
@@ -20,7 +20,7 @@ const IDLE: Duration = Duration::from_secs(1);
 const BATCH: u32 = 100;
 
 pub struct Purge {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn DeletionStore>,
     pub search: Arc<dyn SearchIndex>,
     /// How long a chat stays hidden before it is purged (`CHAT_PURGE_GRACE_S`).
     pub grace: Duration,
@@ -37,7 +37,11 @@ pub struct Purged {
 }
 
 impl Purge {
-    pub fn new(store: Arc<dyn Store>, search: Arc<dyn SearchIndex>, grace: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn DeletionStore>,
+        search: Arc<dyn SearchIndex>,
+        grace: Duration,
+    ) -> Self {
         Purge {
             store,
             search,

@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use super::{Stop, backoff, pause, stopping};
 use crate::error::Result;
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{OutboxStore, StateStore};
 
 const BATCH: u32 = 500;
 /// Idle polling interval: other replicas' writes are found this fast even without a nudge.
@@ -20,7 +20,9 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 const EPOCH_STATE: &str = "queue_epoch";
 
 pub struct Relay {
-    pub store: Arc<dyn Store>,
+    pub outbox: Arc<dyn OutboxStore>,
+    /// Where the queue epoch the outbox was last published under is recorded.
+    pub state: Arc<dyn StateStore>,
     pub queue: Arc<dyn Queue>,
     /// Poked after each local write so events go out at once.
     pub wake: Arc<Notify>,
@@ -76,7 +78,7 @@ impl Relay {
         let mut total = 0;
         loop {
             let started = std::time::Instant::now();
-            let n = self.store.relay_outbox(BATCH, self.queue.as_ref()).await?;
+            let n = self.outbox.relay_outbox(BATCH, self.queue.as_ref()).await?;
             if n > 0 {
                 crate::metrics::OUTBOX_PUBLISH_SECONDS.observe(started.elapsed().as_secs_f64());
                 crate::metrics::OUTBOX_PUBLISHED.inc_by(n as u64);
@@ -95,14 +97,14 @@ impl Relay {
         if seen.as_deref() == Some(epoch.as_str()) {
             return Ok(());
         }
-        let recorded = self.store.state(EPOCH_STATE).await?;
+        let recorded = self.state.state(EPOCH_STATE).await?;
         if recorded.as_deref() != Some(epoch.as_str())
             && self
-                .store
+                .state
                 .swap_state(EPOCH_STATE, recorded.as_deref(), &epoch)
                 .await?
         {
-            let rows = self.store.republish_retained().await?;
+            let rows = self.outbox.republish_retained().await?;
             crate::metrics::OUTBOX_REPUBLISHED.inc_by(rows);
             if recorded.is_some() {
                 tracing::warn!(
@@ -118,7 +120,7 @@ impl Relay {
     /// Trims the stream, then purges outbox rows past retention that every group is done with
     /// (a lagging consumer keeps its events re-publishable however long it lags).
     async fn housekeeping(&self) -> Result<()> {
-        crate::metrics::OUTBOX_WAITING.set(self.store.outbox_waiting().await?);
+        crate::metrics::OUTBOX_WAITING.set(self.outbox.outbox_waiting().await?);
         let trimmed = self.queue.trim().await?;
         let Some(done_before) = trimmed.done_before else {
             return Ok(());
@@ -127,7 +129,7 @@ impl Relay {
             chrono::Duration::from_std(self.retention).unwrap_or(chrono::Duration::minutes(15));
         // Stream ids come from the Redis server's clock, `published_at` from ours: allow skew.
         let cutoff = (crate::domain::now() - retention).min(done_before - CLOCK_SKEW);
-        let purged = self.store.purge_outbox(cutoff).await?;
+        let purged = self.outbox.purge_outbox(cutoff).await?;
         if purged > 0 || trimmed.removed > 0 {
             tracing::debug!(
                 purged,

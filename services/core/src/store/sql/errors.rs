@@ -1,0 +1,50 @@
+//! What a database error means to the core. The portable part (unique and foreign-key
+//! violations, connection and pool failures) is decided here; what only a server's error
+//! codes tell (a deadlock, "try again later") each [`Dialect`] decides for its own errors.
+
+use sqlx::error::DatabaseError;
+
+use super::Dialect;
+use crate::error::Error;
+
+/// A database-specific condition the portable checks cannot see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The transaction was rolled back to break a deadlock ([`Error::Deadlock`]).
+    Deadlock,
+    /// The server cannot serve now but will ([`Error::DatabaseUnavailable`]).
+    Transient,
+}
+
+/// Asks each dialect in turn; each recognises only its own driver's errors.
+fn failure(db: &dyn DatabaseError) -> Option<Failure> {
+    <sqlx::MySql as Dialect>::failure(db).or_else(|| <sqlx::Sqlite as Dialect>::failure(db))
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &err {
+            E::Database(db) if db.is_unique_violation() => Error::Taken,
+            E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
+            E::Database(db) => match failure(db.as_ref()) {
+                Some(Failure::Deadlock) => Error::Deadlock(err.to_string()),
+                Some(Failure::Transient) => Error::DatabaseUnavailable(err.to_string()),
+                None => Error::Database(err.to_string()),
+            },
+            E::Io(_)
+            | E::Tls(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed
+            | E::Protocol(_) => Error::DatabaseUnavailable(err.to_string()),
+            _ => Error::Database(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        Error::Migration(err.to_string())
+    }
+}
