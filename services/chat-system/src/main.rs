@@ -7,6 +7,8 @@ mod run;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any TLS client exists: every one of them then uses the same provider.
+    chat_core::tls::install_crypto_provider();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(exit) => return exit,

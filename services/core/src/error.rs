@@ -87,6 +87,12 @@ impl std::fmt::Display for Entity {
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         use sqlx::Error as E;
+        // sqlx reports a handshake failure as `Tls` or, from inside the stream, as `Io`.
+        if matches!(err, E::Tls(_) | E::Io(_))
+            && let Some(problem) = crate::tls::certificate_problem(&err)
+        {
+            return database_certificate(&problem);
+        }
         match &err {
             E::Database(db) if db.is_unique_violation() => Error::Taken,
             E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
@@ -125,8 +131,20 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
             .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
+/// One line naming what to fix, instead of the driver's nested wording.
+fn database_certificate(problem: &str) -> Error {
+    Error::DatabaseUnavailable(format!(
+        "the database server's TLS certificate did not verify: {problem} (check DATABASE_URL's \
+         host and ssl-mode, and the CA in CHAT_DATABASE_CA_FILE or ssl-ca)"
+    ))
+}
+
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
+        // The migrator's first query is where an untrusted server shows up.
+        if let Some(problem) = crate::tls::certificate_problem(&err) {
+            return database_certificate(&problem);
+        }
         Error::Migration(err.to_string())
     }
 }
@@ -134,6 +152,12 @@ impl From<sqlx::migrate::MigrateError> for Error {
 impl From<redis::RedisError> for Error {
     fn from(err: redis::RedisError) -> Self {
         crate::metrics::REDIS_ERRORS.inc();
+        if let Some(problem) = crate::tls::certificate_problem(&err) {
+            return Error::RedisUnavailable(format!(
+                "the Redis server's TLS certificate did not verify: {problem} (check REDIS_URL's \
+                 host and CHAT_REDIS_CA_FILE)"
+            ));
+        }
         Error::RedisUnavailable(err.to_string())
     }
 }
