@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// Largest accepted request body; a message body limit above it could never be reached.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Settings {
     /// Database: `mysql://user:pass@host:3306/db` or `sqlite://path/to/file.db`
     /// [default: sqlite://<CHAT_DATA_DIR>/chat.db, i.e. sqlite://./data/chat.db]
@@ -229,6 +229,13 @@ pub struct Settings {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// What `redacted` shows: no URL password, key or password reaches a `{:?}` either.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
 }
 
 /// A password or key: its `Debug` never shows it, so no log line or panic message can.
@@ -699,6 +706,109 @@ mod tests {
         let shown = redact_url("mysql://root:hunter2@db:3306/chat");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db:3306/chat"));
+    }
+
+    #[test]
+    fn a_database_ca_file_becomes_ssl_ca_and_implies_verify_identity() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.database_url = Some("mysql://u:p@db:3306/chat".into());
+        assert_eq!(
+            s.database().unwrap(),
+            Database::MySql("mysql://u:p@db:3306/chat".into()),
+            "no CA: the URL as given"
+        );
+        s.database_ca_file = Some("/etc/ca/rds.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            url,
+            "mysql://u:p@db:3306/chat?ssl-ca=%2Fetc%2Fca%2Frds.pem&ssl-mode=VERIFY_IDENTITY"
+        );
+        // The setting replaces the URL's ssl-ca; an explicit ssl-mode is kept.
+        s.database_url = Some("mysql://u:p@db/chat?ssl-mode=VERIFY_CA&sslca=/old.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            url,
+            "mysql://u:p@db/chat?ssl-mode=VERIFY_CA&ssl-ca=%2Fetc%2Fca%2Frds.pem"
+        );
+        // A CA in the URL alone implies VERIFY_IDENTITY too.
+        s.database_ca_file = None;
+        s.database_url = Some("mysql://u:p@db/chat?ssl-ca=/x.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert!(
+            url.ends_with("ssl-ca=/x.pem&ssl-mode=VERIFY_IDENTITY"),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn ca_files_need_their_service_configured_for_tls() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.database_ca_file = Some("/etc/ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("CHAT_DATABASE_CA_FILE: set, but"), "{err}");
+
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.redis_url = Some("redis://cache:6379".into());
+        s.redis_ca_file = Some("/etc/ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("not rediss://"), "{err}");
+        s.redis_url = Some("rediss://cache:6380/0".into());
+        assert_eq!(
+            s.redis().unwrap(),
+            "rediss://cache:6380/0?ssl-ca=%2Fetc%2Fca.pem"
+        );
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CHAT_REDIS_CA_FILE: cannot read /etc/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn search_credentials_are_checked_and_never_shown() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.elasticsearch_password = Some("hunter2".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("ELASTICSEARCH_URL is not"), "{err}");
+        s.elasticsearch_url = Some("https://es:9200".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CHAT_ELASTICSEARCH_USERNAME: needed"),
+            "{err}"
+        );
+        s.elasticsearch_username = Some("reader".into());
+        s.validate().unwrap();
+        assert_eq!(
+            s.search_auth(),
+            SearchAuth::Basic {
+                username: "reader".into(),
+                password: "hunter2".into()
+            }
+        );
+        s.elasticsearch_api_key = Some("a2V5".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("use one"), "{err}");
+        s.elasticsearch_username = None;
+        s.elasticsearch_password = None;
+        s.validate().unwrap();
+        s.elasticsearch_url = Some("https://elastic:urlpass@es:9200".into());
+        assert!(
+            s.validate().is_err(),
+            "API key and URL credentials together"
+        );
+
+        s.elasticsearch_password = Some("hunter2".into());
+        let shown = format!("{:?} {:?}", s.redacted(), s);
+        for secret in ["hunter2", "a2V5", "urlpass"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+        assert!(shown.contains("(set, redacted)"));
     }
 
     #[test]
