@@ -11,9 +11,9 @@ use crate::idempotency::{self, Idempotency};
 use crate::limit::{self, Limiter};
 
 pub fn open(settings: &Settings) -> Result<(Limiter, Idempotency)> {
-    let (buckets, store) = match &settings.redis_url {
+    let (buckets, store) = match settings.redis() {
         Some(url) => {
-            let conn = connect(url, Duration::from_millis(settings.redis_timeout_ms))?;
+            let conn = connect(&url, Duration::from_millis(settings.redis_timeout_ms))?;
             (
                 limit::Buckets::Redis(limit::redis::RedisBuckets::new(conn.clone())),
                 idempotency::Store::Redis(idempotency::redis::RedisStore::new(conn)),

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use chat_system::{cli, telemetry};
 
 fn main() -> ExitCode {
+    // Before any TLS client exists: every one of them then uses the same provider.
+    chat_core::tls::install_crypto_provider();
     let cli = match cli::parse() {
         Ok(cli) => cli,
         Err(exit) => return exit,

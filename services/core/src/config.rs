@@ -11,16 +11,27 @@ use crate::error::{Error, Result};
 /// Largest accepted request body; a message body limit above it could never be reached.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct Settings {
     /// Database: `mysql://user:pass@host:3306/db` or `sqlite://path/to/file.db`
     /// [default: sqlite://<CHAT_DATA_DIR>/chat.db, i.e. sqlite://./data/chat.db]
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
-    /// Redis for numbering shared by replicas; unset = in-process (one process only).
-    #[arg(long, env = "REDIS_URL", global = true)]
+    /// PEM bundle of the CAs that sign the MySQL server's certificate; becomes DATABASE_URL's
+    /// `ssl-ca` (replacing one given there) and, unless DATABASE_URL sets `ssl-mode`, implies
+    /// `ssl-mode=VERIFY_IDENTITY`.
+    #[arg(long, env = "CHAT_DATABASE_CA_FILE", global = true)]
+    pub database_ca_file: Option<PathBuf>,
+
+    /// Redis for numbering shared by replicas (`rediss://` for TLS); unset = in-process (one
+    /// process only).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
+
+    /// PEM bundle of the CAs trusted for a `rediss://` REDIS_URL, instead of the public roots.
+    #[arg(long, env = "CHAT_REDIS_CA_FILE", global = true)]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Prefix of every Redis key this deployment writes, so several deployments (or tests)
     /// can share one Redis.
@@ -32,8 +43,35 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
 
     /// Elasticsearch for search; unset = embedded index under CHAT_DATA_DIR.
-    #[arg(long, env = "ELASTICSEARCH_URL", global = true)]
+    #[arg(long, env = "ELASTICSEARCH_URL", hide_env_values = true, global = true)]
     pub elasticsearch_url: Option<String>,
+
+    /// PEM bundle of CAs trusted for an `https://` ELASTICSEARCH_URL, besides the public roots.
+    #[arg(long, env = "CHAT_ELASTICSEARCH_CA_FILE", global = true)]
+    pub elasticsearch_ca_file: Option<PathBuf>,
+
+    /// Elasticsearch API key: the `encoded` value Elasticsearch returns, or `id:api_key`.
+    #[arg(
+        long,
+        env = "CHAT_ELASTICSEARCH_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub elasticsearch_api_key: Option<Secret>,
+
+    /// Elasticsearch basic-auth user (with CHAT_ELASTICSEARCH_PASSWORD); replaces a user in
+    /// ELASTICSEARCH_URL.
+    #[arg(long, env = "CHAT_ELASTICSEARCH_USERNAME", global = true)]
+    pub elasticsearch_username: Option<String>,
+
+    /// Elasticsearch basic-auth password.
+    #[arg(
+        long,
+        env = "CHAT_ELASTICSEARCH_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub elasticsearch_password: Option<Secret>,
 
     /// Elasticsearch index (or alias) holding message documents.
     #[arg(
@@ -193,6 +231,53 @@ pub enum LogFormat {
     Json,
 }
 
+/// What `redacted` shows: no URL password, key or password reaches a `{:?}` either.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.redacted()).finish()
+    }
+}
+
+/// A password or key: its `Debug` never shows it, so no log line or panic message can.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Secret(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(REDACTED)")
+    }
+}
+
+/// How the Elasticsearch adapter authenticates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchAuth {
+    None,
+    /// `Authorization: ApiKey …`: the encoded key, or `id:api_key` (encoded by the client).
+    ApiKey(Secret),
+    Basic {
+        username: String,
+        password: Secret,
+    },
+}
+
 /// Where the data lives, decided from `DATABASE_URL`'s scheme.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
@@ -207,7 +292,8 @@ impl Settings {
             return Ok(Database::Sqlite(format!("sqlite://{}", file.display())));
         };
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            Ok(Database::MySql(url.replacen("mariadb://", "mysql://", 1)))
+            let url = url.replacen("mariadb://", "mysql://", 1);
+            Ok(Database::MySql(self.with_database_tls(url)?))
         } else if url.starts_with("sqlite:") {
             Ok(Database::Sqlite(url.to_owned()))
         } else {
@@ -218,9 +304,93 @@ impl Settings {
         }
     }
 
-    /// Checks what clap cannot: URL shapes. Called before anything connects.
+    /// A MySQL URL with `CHAT_DATABASE_CA_FILE` as its `ssl-ca`. A CA (from either place)
+    /// without an `ssl-mode` means `VERIFY_IDENTITY`: sqlx's default (`PREFERRED`) would
+    /// encrypt without checking the certificate, which is not what naming a CA asks for.
+    fn with_database_tls(&self, url: String) -> Result<String> {
+        let has = |parsed: &url::Url, keys: &[&str]| {
+            parsed
+                .query_pairs()
+                .any(|(k, _)| keys.contains(&k.as_ref()))
+        };
+        let mut parsed = url::Url::parse(&url)
+            .map_err(|err| Error::Config(format!("DATABASE_URL: {err}: {}", redact_url(&url))))?;
+        let url_ca = has(&parsed, &SSL_CA_KEYS);
+        if self.database_ca_file.is_none() && !url_ca {
+            return Ok(url);
+        }
+        let ssl_mode = has(&parsed, &["ssl-mode", "sslmode"]);
+        if let Some(file) = &self.database_ca_file {
+            replace_ssl_ca(&mut parsed, file);
+        }
+        if !ssl_mode {
+            parsed
+                .query_pairs_mut()
+                .append_pair("ssl-mode", "VERIFY_IDENTITY");
+        }
+        Ok(parsed.to_string())
+    }
+
+    /// `REDIS_URL` as the adapters connect to it: with `CHAT_REDIS_CA_FILE` as its `ssl-ca`
+    /// parameter, which `redis_conn` takes out again and reads (so the adapters and their
+    /// tests only ever pass one string).
+    pub fn redis(&self) -> Option<String> {
+        let url = self.redis_url.clone()?;
+        let Some(file) = &self.redis_ca_file else {
+            return Some(url);
+        };
+        match url::Url::parse(&url) {
+            Ok(mut parsed) => {
+                replace_ssl_ca(&mut parsed, file);
+                Some(parsed.to_string())
+            }
+            // `validate` refuses it first; connecting reports it again.
+            Err(_) => Some(url),
+        }
+    }
+
+    /// How to authenticate to Elasticsearch by the settings: the API key, else the username
+    /// and password. `None` leaves the `user:password` of `ELASTICSEARCH_URL`, if any.
+    pub fn search_auth(&self) -> SearchAuth {
+        if let Some(key) = &self.elasticsearch_api_key {
+            return SearchAuth::ApiKey(key.clone());
+        }
+        match (&self.elasticsearch_username, &self.elasticsearch_password) {
+            (Some(username), Some(password)) => SearchAuth::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            },
+            _ => SearchAuth::None,
+        }
+    }
+
+    /// Checks what clap cannot: URL shapes, CA files. Called before anything connects.
     pub fn validate(&self) -> Result<()> {
-        self.database()?;
+        match self.database()? {
+            Database::MySql(url) => {
+                // The file sqlx will read: the setting's, or the URL's own `ssl-ca`.
+                let parsed = url::Url::parse(&url)
+                    .map_err(|err| Error::Config(format!("DATABASE_URL: {err}")))?;
+                let ca = parsed
+                    .query_pairs()
+                    .find(|(k, _)| SSL_CA_KEYS.contains(&k.as_ref()))
+                    .map(|(_, v)| PathBuf::from(v.as_ref()));
+                if let Some(ca) = ca {
+                    let setting = if self.database_ca_file.is_some() {
+                        "CHAT_DATABASE_CA_FILE"
+                    } else {
+                        "DATABASE_URL (ssl-ca)"
+                    };
+                    crate::tls::read_ca_bundle(setting, &ca)?;
+                }
+            }
+            Database::Sqlite(_) if self.database_ca_file.is_some() => {
+                return Err(Error::Config(
+                    "CHAT_DATABASE_CA_FILE: set, but DATABASE_URL is not mysql://…".into(),
+                ));
+            }
+            Database::Sqlite(_) => {}
+        }
         if let Some(url) = &self.redis_url {
             let parsed =
                 url::Url::parse(url).map_err(|err| Error::Config(format!("REDIS_URL: {err}")))?;
@@ -230,6 +400,19 @@ impl Settings {
                     parsed.scheme()
                 )));
             }
+            if let Some(file) = &self.redis_ca_file {
+                if parsed.scheme() != "rediss" {
+                    return Err(Error::Config(
+                        "CHAT_REDIS_CA_FILE: set, but REDIS_URL is not rediss://… (TLS)".into(),
+                    ));
+                }
+                crate::tls::read_ca_bundle("CHAT_REDIS_CA_FILE", file)?;
+            }
+            // A URL's own `ssl-ca` is checked when connecting (`redis_conn`), naming REDIS_URL.
+        } else if self.redis_ca_file.is_some() {
+            return Err(Error::Config(
+                "CHAT_REDIS_CA_FILE: set, but REDIS_URL is not".into(),
+            ));
         }
         if let Some(name) = &self.trusted_proxy_header
             && invalid_header_name(name)
@@ -238,17 +421,79 @@ impl Settings {
                 "CHAT_TRUSTED_PROXY_HEADER: not a header name: {name:?}"
             )));
         }
-        if let Some(url) = &self.elasticsearch_url {
-            let parsed = url::Url::parse(url)
-                .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
+        self.validate_search()
+    }
+
+    fn validate_search(&self) -> Result<()> {
+        let Some(url) = &self.elasticsearch_url else {
+            let set = [
+                (
+                    "CHAT_ELASTICSEARCH_CA_FILE",
+                    self.elasticsearch_ca_file.is_some(),
+                ),
+                (
+                    "CHAT_ELASTICSEARCH_API_KEY",
+                    self.elasticsearch_api_key.is_some(),
+                ),
+                (
+                    "CHAT_ELASTICSEARCH_USERNAME",
+                    self.elasticsearch_username.is_some(),
+                ),
+                (
+                    "CHAT_ELASTICSEARCH_PASSWORD",
+                    self.elasticsearch_password.is_some(),
+                ),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
                 return Err(Error::Config(format!(
-                    "ELASTICSEARCH_URL: expected http(s)://…, got scheme {:?}",
-                    parsed.scheme()
+                    "{name}: set, but ELASTICSEARCH_URL is not"
                 )));
             }
+            return Ok(());
+        };
+        let parsed = url::Url::parse(url).map_err(|err| {
+            Error::Config(format!("ELASTICSEARCH_URL: {err}: {}", redact_url(url)))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Config(format!(
+                "ELASTICSEARCH_URL: expected http(s)://…, got scheme {:?}",
+                parsed.scheme()
+            )));
         }
-        Ok(())
+        if let Some(file) = &self.elasticsearch_ca_file {
+            if parsed.scheme() != "https" {
+                return Err(Error::Config(
+                    "CHAT_ELASTICSEARCH_CA_FILE: set, but ELASTICSEARCH_URL is not https://…"
+                        .into(),
+                ));
+            }
+            crate::tls::read_ca_bundle("CHAT_ELASTICSEARCH_CA_FILE", file)?;
+        }
+        if self
+            .elasticsearch_api_key
+            .as_ref()
+            .is_some_and(|key| key.expose().trim().is_empty())
+        {
+            return Err(Error::Config(
+                "CHAT_ELASTICSEARCH_API_KEY: must not be empty".into(),
+            ));
+        }
+        let basic = self.elasticsearch_username.is_some() || self.elasticsearch_password.is_some();
+        if self.elasticsearch_api_key.is_some() && (basic || !parsed.username().is_empty()) {
+            return Err(Error::Config(
+                "CHAT_ELASTICSEARCH_API_KEY: set together with a username and password; use one"
+                    .into(),
+            ));
+        }
+        match (&self.elasticsearch_username, &self.elasticsearch_password) {
+            (Some(_), None) => Err(Error::Config(
+                "CHAT_ELASTICSEARCH_PASSWORD: needed with CHAT_ELASTICSEARCH_USERNAME".into(),
+            )),
+            (None, Some(_)) => Err(Error::Config(
+                "CHAT_ELASTICSEARCH_USERNAME: needed with CHAT_ELASTICSEARCH_PASSWORD".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The effective configuration, one `name=value` per setting, passwords redacted.
@@ -258,6 +503,15 @@ impl Settings {
                 .map(redact_url)
                 .unwrap_or_else(|| "(unset)".into())
         };
+        let path = |v: &Option<PathBuf>| {
+            v.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "(unset)".into())
+        };
+        let secret = |v: &Option<Secret>| match v {
+            Some(_) => "(set, redacted)".to_owned(),
+            None => "(unset)".to_owned(),
+        };
         vec![
             (
                 "DATABASE_URL",
@@ -266,10 +520,30 @@ impl Settings {
                     Err(_) => opt(&self.database_url),
                 },
             ),
+            ("CHAT_DATABASE_CA_FILE", path(&self.database_ca_file)),
             ("REDIS_URL", opt(&self.redis_url)),
+            ("CHAT_REDIS_CA_FILE", path(&self.redis_ca_file)),
             ("CHAT_REDIS_PREFIX", self.redis_prefix.clone()),
             ("CHAT_REDIS_TIMEOUT_MS", self.redis_timeout_ms.to_string()),
             ("ELASTICSEARCH_URL", opt(&self.elasticsearch_url)),
+            (
+                "CHAT_ELASTICSEARCH_CA_FILE",
+                path(&self.elasticsearch_ca_file),
+            ),
+            (
+                "CHAT_ELASTICSEARCH_API_KEY",
+                secret(&self.elasticsearch_api_key),
+            ),
+            (
+                "CHAT_ELASTICSEARCH_USERNAME",
+                self.elasticsearch_username
+                    .clone()
+                    .unwrap_or_else(|| "(unset)".into()),
+            ),
+            (
+                "CHAT_ELASTICSEARCH_PASSWORD",
+                secret(&self.elasticsearch_password),
+            ),
             ("CHAT_SEARCH_INDEX", self.search_index.clone()),
             ("CHAT_DATA_DIR", self.data_dir.display().to_string()),
             ("CHAT_LISTEN", self.listen.to_string()),
@@ -327,6 +601,22 @@ impl Settings {
             ),
         ]
     }
+}
+
+/// The query keys sqlx reads a CA file from (the redis helper reads the first).
+const SSL_CA_KEYS: [&str; 2] = ["ssl-ca", "sslca"];
+
+/// Sets the URL's `ssl-ca` to `file`, dropping any it had, and keeps the other parameters.
+fn replace_ssl_ca(url: &mut url::Url, file: &std::path::Path) {
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !SSL_CA_KEYS.contains(&k.as_ref()))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair("ssl-ca", &file.display().to_string());
 }
 
 /// RFC 9110 token characters only, so the name parses as an HTTP header name.
@@ -466,6 +756,109 @@ mod tests {
         let shown = redact_url("mysql://root:hunter2@db:3306/chat");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("db:3306/chat"));
+    }
+
+    #[test]
+    fn a_database_ca_file_becomes_ssl_ca_and_implies_verify_identity() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.database_url = Some("mysql://u:p@db:3306/chat".into());
+        assert_eq!(
+            s.database().unwrap(),
+            Database::MySql("mysql://u:p@db:3306/chat".into()),
+            "no CA: the URL as given"
+        );
+        s.database_ca_file = Some("/etc/ca/rds.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            url,
+            "mysql://u:p@db:3306/chat?ssl-ca=%2Fetc%2Fca%2Frds.pem&ssl-mode=VERIFY_IDENTITY"
+        );
+        // The setting replaces the URL's ssl-ca; an explicit ssl-mode is kept.
+        s.database_url = Some("mysql://u:p@db/chat?ssl-mode=VERIFY_CA&sslca=/old.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            url,
+            "mysql://u:p@db/chat?ssl-mode=VERIFY_CA&ssl-ca=%2Fetc%2Fca%2Frds.pem"
+        );
+        // A CA in the URL alone implies VERIFY_IDENTITY too.
+        s.database_ca_file = None;
+        s.database_url = Some("mysql://u:p@db/chat?ssl-ca=/x.pem".into());
+        let Database::MySql(url) = s.database().unwrap() else {
+            panic!()
+        };
+        assert!(
+            url.ends_with("ssl-ca=/x.pem&ssl-mode=VERIFY_IDENTITY"),
+            "{url}"
+        );
+    }
+
+    #[test]
+    fn ca_files_need_their_service_configured_for_tls() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.database_ca_file = Some("/etc/ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.starts_with("CHAT_DATABASE_CA_FILE: set, but"), "{err}");
+
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.redis_url = Some("redis://cache:6379".into());
+        s.redis_ca_file = Some("/etc/ca.pem".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("not rediss://"), "{err}");
+        s.redis_url = Some("rediss://cache:6380/0".into());
+        assert_eq!(
+            s.redis().unwrap(),
+            "rediss://cache:6380/0?ssl-ca=%2Fetc%2Fca.pem"
+        );
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CHAT_REDIS_CA_FILE: cannot read /etc/ca.pem"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn search_credentials_are_checked_and_never_shown() {
+        let mut s = Cli::try_parse_from(["x"]).unwrap().settings;
+        s.elasticsearch_password = Some("hunter2".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("ELASTICSEARCH_URL is not"), "{err}");
+        s.elasticsearch_url = Some("https://es:9200".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("CHAT_ELASTICSEARCH_USERNAME: needed"),
+            "{err}"
+        );
+        s.elasticsearch_username = Some("reader".into());
+        s.validate().unwrap();
+        assert_eq!(
+            s.search_auth(),
+            SearchAuth::Basic {
+                username: "reader".into(),
+                password: "hunter2".into()
+            }
+        );
+        s.elasticsearch_api_key = Some("a2V5".into());
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("use one"), "{err}");
+        s.elasticsearch_username = None;
+        s.elasticsearch_password = None;
+        s.validate().unwrap();
+        s.elasticsearch_url = Some("https://elastic:urlpass@es:9200".into());
+        assert!(
+            s.validate().is_err(),
+            "API key and URL credentials together"
+        );
+
+        s.elasticsearch_password = Some("hunter2".into());
+        let shown = format!("{:?} {:?}", s.redacted(), s);
+        for secret in ["hunter2", "a2V5", "urlpass"] {
+            assert!(!shown.contains(secret), "{secret} shown");
+        }
+        assert!(shown.contains("(set, redacted)"));
     }
 
     #[test]

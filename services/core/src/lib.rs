@@ -18,6 +18,7 @@ pub mod search;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod wiring;
 pub mod workers;
 

@@ -3,6 +3,8 @@
 //! each other. Server addresses come from `CHAT_TEST_MYSQL_URL` / `CHAT_TEST_REDIS_URL`
 //! (`make test` sets them), defaulting to the local services.
 
+pub mod tls;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;

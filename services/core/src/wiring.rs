@@ -49,9 +49,10 @@ impl Backend {
     /// A queue handle for one worker: Redis blocking reads need a connection of their own; the
     /// in-process queue is shared.
     pub async fn worker_queue(&self) -> Result<Arc<dyn Queue>> {
-        match &self.settings.redis_url {
+        match self.settings.redis() {
             Some(url) => Ok(Arc::new(
-                RedisQueue::connect(url, &self.settings.redis_prefix, self.redis_timeout()).await?,
+                RedisQueue::connect(&url, &self.settings.redis_prefix, self.redis_timeout())
+                    .await?,
             )),
             None => Ok(self.queue.clone()),
         }
@@ -141,7 +142,12 @@ pub async fn open(
         }
     };
     let timeout = Duration::from_millis(settings.redis_timeout_ms);
-    let (numbers, queue): (Arc<dyn Numbers>, Arc<dyn Queue>) = match &settings.redis_url {
+    let redis_url = settings.redis();
+    if let Some(url) = &redis_url {
+        // A certificate that does not verify is a configuration error, not an outage to wait out.
+        crate::redis_conn::verify_certificate(url, timeout).await?;
+    }
+    let (numbers, queue): (Arc<dyn Numbers>, Arc<dyn Queue>) = match &redis_url {
         Some(url) => (
             Arc::new(RedisNumbers::connect(url, &settings.redis_prefix, timeout).await?),
             Arc::new(RedisQueue::connect(url, &settings.redis_prefix, timeout).await?),
@@ -152,7 +158,7 @@ pub async fn open(
         max_len: settings.feed_max_len,
         max_age: Duration::from_secs(settings.feed_max_age_s),
     };
-    let feed: Arc<dyn Feed> = match &settings.redis_url {
+    let feed: Arc<dyn Feed> = match &redis_url {
         Some(url) => {
             Arc::new(RedisFeed::connect(url, &settings.redis_prefix, timeout, retention).await?)
         }

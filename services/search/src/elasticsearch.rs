@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chat_core::config::{SearchAuth, Settings};
 use chat_core::search::{
     MAX_SEARCH_LIMIT, SearchDocument, SearchIndex, SearchPage, SearchRequest, UpsertReport,
     query_words,
 };
+use chat_core::tls::certificate_problem;
 use chat_core::{Error, Result};
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::StatusCode;
 use elasticsearch::http::headers::{CONTENT_TYPE, HeaderValue};
 use elasticsearch::http::response::Response;
@@ -55,6 +59,43 @@ impl Retry {
     }
 }
 
+/// How the adapter reaches the cluster besides its URL: which CAs it trusts and how it
+/// authenticates.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// PEM CA bundle trusted for `https://`, on top of the public roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Explicit credentials; [`SearchAuth::None`] falls back to the URL's `user:password`.
+    pub auth: SearchAuth,
+}
+
+impl Default for Connection {
+    fn default() -> Self {
+        Connection {
+            ca_pem: None,
+            auth: SearchAuth::None,
+        }
+    }
+}
+
+impl Connection {
+    /// `CHAT_ELASTICSEARCH_CA_FILE`, `CHAT_ELASTICSEARCH_API_KEY`,
+    /// `CHAT_ELASTICSEARCH_USERNAME` / `_PASSWORD`.
+    pub fn from_settings(settings: &Settings) -> Result<Self> {
+        let ca_pem = match &settings.elasticsearch_ca_file {
+            Some(file) => Some(chat_core::tls::read_ca_bundle(
+                "CHAT_ELASTICSEARCH_CA_FILE",
+                file,
+            )?),
+            None => None,
+        };
+        Ok(Connection {
+            ca_pem,
+            auth: settings.search_auth(),
+        })
+    }
+}
+
 pub struct ElasticsearchIndex {
     client: Elasticsearch,
     index: String,
@@ -62,6 +103,9 @@ pub struct ElasticsearchIndex {
     /// The index is known to exist; until then every call first makes sure it does, so a
     /// bulk request can never auto-create it with a dynamic mapping.
     ready: AtomicBool,
+    /// `host:port`, for messages.
+    server: String,
+    custom_ca: bool,
 }
 
 impl ElasticsearchIndex {
@@ -70,10 +114,56 @@ impl ElasticsearchIndex {
     }
 
     pub fn with_retry(url: &str, index: &str, retry: Retry) -> Result<Self> {
-        let url = url::Url::parse(url)
+        Self::connect_with(url, index, retry, &Connection::default())
+    }
+
+    pub fn connect_with(
+        url: &str,
+        index: &str,
+        retry: Retry,
+        connection: &Connection,
+    ) -> Result<Self> {
+        let mut url = url::Url::parse(url)
             .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
-        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
-            .timeout(REQUEST_TIMEOUT)
+        // Credentials travel in the Authorization header only, never in the request URL.
+        let from_url = (!url.username().is_empty()).then(|| {
+            Credentials::Basic(
+                percent_decoded(url.username()),
+                url.password().map(percent_decoded).unwrap_or_default(),
+            )
+        });
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let credentials = match &connection.auth {
+            SearchAuth::ApiKey(key) => Some(match key.expose().split_once(':') {
+                // Encoded keys are base64, which has no ':'.
+                Some((id, secret)) => Credentials::ApiKey(id.to_owned(), secret.to_owned()),
+                None => Credentials::EncodedApiKey(key.expose().to_owned()),
+            }),
+            SearchAuth::Basic { username, password } => Some(Credentials::Basic(
+                username.clone(),
+                password.expose().to_owned(),
+            )),
+            SearchAuth::None => from_url,
+        };
+        let server = format!(
+            "{}:{}",
+            url.host_str().unwrap_or("?"),
+            url.port_or_known_default().unwrap_or(9200)
+        );
+        let mut builder =
+            TransportBuilder::new(SingleNodeConnectionPool::new(url)).timeout(REQUEST_TIMEOUT);
+        if let Some(credentials) = credentials {
+            builder = builder.auth(credentials);
+        }
+        if let Some(pem) = &connection.ca_pem {
+            // The client's PEM splitter matches whole lines: a CRLF file would look empty.
+            let pem = String::from_utf8_lossy(pem).replace('\r', "");
+            let certificate = Certificate::from_pem(pem.as_bytes())
+                .map_err(|err| Error::Config(format!("CHAT_ELASTICSEARCH_CA_FILE: {err}")))?;
+            builder = builder.cert_validation(CertificateValidation::Full(certificate));
+        }
+        let transport = builder
             .build()
             .map_err(|err| Error::Config(format!("ELASTICSEARCH_URL: {err}")))?;
         if index.is_empty() {
@@ -84,7 +174,31 @@ impl ElasticsearchIndex {
             index: index.to_owned(),
             retry,
             ready: AtomicBool::new(false),
+            server,
+            custom_ca: connection.ca_pem.is_some(),
         })
+    }
+
+    /// Start-up check of an `https://` cluster's certificate: one request, and if it fails
+    /// because the certificate does not verify, a one-line configuration error naming the
+    /// server. Any other outcome passes (a cluster that is down is an outage like any later
+    /// one; an answer of any status proves the TLS handshake).
+    pub async fn verify_certificate(&self) -> Result<()> {
+        match self.client.ping().send().await {
+            Err(err) => match certificate_problem(&err) {
+                Some(problem) => Err(Error::Config(format!(
+                    "ELASTICSEARCH_URL: the certificate of {} did not verify: {problem} ({})",
+                    self.server,
+                    if self.custom_ca {
+                        "trusted CAs: CHAT_ELASTICSEARCH_CA_FILE"
+                    } else {
+                        "trusted CAs: the public roots; set CHAT_ELASTICSEARCH_CA_FILE for a private CA"
+                    }
+                ))),
+                None => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
     }
 
     pub fn index_name(&self) -> &str {
@@ -352,5 +466,32 @@ async fn failed(what: &str, status: StatusCode, response: Response) -> Error {
 }
 
 fn unreachable(err: elasticsearch::Error) -> Error {
+    if let Some(problem) = certificate_problem(&err) {
+        return Error::SearchUnavailable(format!(
+            "elasticsearch: the server's TLS certificate did not verify: {problem} (check \
+             ELASTICSEARCH_URL's host and CHAT_ELASTICSEARCH_CA_FILE)"
+        ));
+    }
     Error::SearchUnavailable(format!("elasticsearch: {err}"))
+}
+
+/// A URL's user or password as typed (`%40` back to `@`); invalid escapes are kept as they are.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
 }

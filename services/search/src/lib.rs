@@ -24,7 +24,15 @@ pub enum Access {
 /// `CHAT_DATA_DIR/search`.
 pub async fn open(settings: &Settings, access: Access) -> chat_core::Result<Arc<dyn SearchIndex>> {
     if let Some(url) = &settings.elasticsearch_url {
-        let index = elasticsearch::ElasticsearchIndex::connect(url, &settings.search_index)?;
+        let index = elasticsearch::ElasticsearchIndex::connect_with(
+            url,
+            &settings.search_index,
+            elasticsearch::Retry::default(),
+            &elasticsearch::Connection::from_settings(settings)?,
+        )?;
+        if url.starts_with("https://") {
+            index.verify_certificate().await?;
+        }
         // A cluster that is down at start-up is an outage like any later one, not a reason to
         // refuse to start: every call makes sure the index exists before using it.
         if access == Access::Writer {

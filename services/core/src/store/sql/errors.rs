@@ -24,6 +24,12 @@ fn failure(db: &dyn DatabaseError) -> Option<Failure> {
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
         use sqlx::Error as E;
+        // sqlx reports a handshake failure as `Tls` or, from inside the stream, as `Io`.
+        if matches!(err, E::Tls(_) | E::Io(_))
+            && let Some(problem) = crate::tls::certificate_problem(&err)
+        {
+            return database_certificate(&problem);
+        }
         match &err {
             E::Database(db) if db.is_unique_violation() => Error::Taken,
             E::Database(db) if db.is_foreign_key_violation() => Error::ParentGone(err.to_string()),
@@ -43,8 +49,20 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+/// One line naming what to fix, instead of the driver's nested wording.
+fn database_certificate(problem: &str) -> Error {
+    Error::DatabaseUnavailable(format!(
+        "the database server's TLS certificate did not verify: {problem} (check DATABASE_URL's \
+         host and ssl-mode, and the CA in CHAT_DATABASE_CA_FILE or ssl-ca)"
+    ))
+}
+
 impl From<sqlx::migrate::MigrateError> for Error {
     fn from(err: sqlx::migrate::MigrateError) -> Self {
+        // The migrator's first query is where an untrusted server shows up.
+        if let Some(problem) = crate::tls::certificate_problem(&err) {
+            return database_certificate(&problem);
+        }
         Error::Migration(err.to_string())
     }
 }
