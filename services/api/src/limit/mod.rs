@@ -84,7 +84,7 @@ pub struct Limiter {
     /// In-process buckets that stand in while Redis does not answer: writes keep succeeding
     /// during a Redis outage, each replica then enforcing the quota on its own (so N replicas
     /// allow up to N times it) until Redis is back.
-    fallback: Option<local::LocalBuckets>,
+    fallback: local::LocalBuckets,
     prefix: String,
     write: Option<Quota>,
     read: Option<Quota>,
@@ -97,10 +97,10 @@ impl Limiter {
     pub fn new(buckets: Buckets, settings: &Settings) -> Limiter {
         LazyLock::force(&DECISIONS);
         LazyLock::force(&UNAVAILABLE);
-        let fallback = matches!(buckets, Buckets::Redis(_)).then(local::LocalBuckets::default);
         Limiter {
             buckets,
-            fallback,
+            // Empty until used: only the Redis buckets can fail over to it.
+            fallback: local::LocalBuckets::default(),
             prefix: settings.redis_prefix.clone(),
             write: Quota::per_second(settings.rate_write_per_s, settings.rate_write_burst),
             read: Quota::per_second(settings.rate_read_per_s, settings.rate_read_burst),
@@ -143,11 +143,7 @@ impl Limiter {
         };
         tracing::warn!(error = %failure, scope = scope.name(), "rate limiter unavailable; limiting in-process");
         UNAVAILABLE.with_label_values(&["fallback"]).inc();
-        let local = self
-            .fallback
-            .as_ref()
-            .expect("only the Redis buckets can fail, and they come with a fallback");
-        Decision::new(local.take(&key, quota), quota)
+        Decision::new(self.fallback.take(&key, quota), quota)
     }
 }
 
