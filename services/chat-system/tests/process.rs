@@ -689,24 +689,9 @@ async fn api_without_redis_indexes_and_counts_its_own_writes() {
     assert_eq!(created.status(), 201);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let search: serde_json::Value = client
-            .get(format!(
-                "{base}/chat_applications/{token}/chats/1/messages/search?q=findable"
-            ))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let chat: serde_json::Value = client
-            .get(format!("{base}/chat_applications/{token}/chats/1"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let chat_path = format!("{base}/chat_applications/{token}/chats/1");
+        let search = get_json(&client, &format!("{chat_path}/messages/search?q=findable")).await;
+        let chat = get_json(&client, &chat_path).await;
         let found = search["data"].as_array().map_or(0, Vec::len);
         if found == 1 && chat["messages_count"] == 1 {
             break;
@@ -719,4 +704,8 @@ async fn api_without_redis_indexes_and_counts_its_own_writes() {
     }
     stop(&mut child, Duration::from_secs(25));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
